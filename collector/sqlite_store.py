@@ -1,0 +1,310 @@
+"""SQLite: the embedded default store and Didban's system of record.
+
+WAL journal with ``synchronous=NORMAL``: a ``kill -9`` of the process loses
+nothing that was committed (only a power cut could lose the last
+transactions).  Each collector batch is one transaction.  Services and
+locations are interned to integer keys so a result row stays small: 10,000
+services at a 30 s interval write ~29 M rows a day.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from collector.store import Batch, OutageChange, StoreUnavailable
+from didban.model import Outage, ProbeResult, ServiceState, Status
+from didban.tracking import new_code
+from sla_calc.derive import Segment, TrackerState, derive_segments
+
+_STATUS_CODE = {Status.UP: 0, Status.DOWN: 1, Status.UNKNOWN: 2}
+_CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS locations (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS results (
+    service INTEGER NOT NULL, location INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+    status INTEGER NOT NULL, latency_ms REAL NOT NULL,
+    error TEXT, detail TEXT, http_status INTEGER
+);
+CREATE INDEX IF NOT EXISTS results_by_service_time ON results (service, ts_ms);
+CREATE TABLE IF NOT EXISTS latest (
+    service INTEGER NOT NULL, location INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+    status INTEGER NOT NULL, since_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, error TEXT,
+    PRIMARY KEY (service, location)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trackers (
+    service INTEGER NOT NULL, location INTEGER NOT NULL,
+    last_ts_ms INTEGER, run_start_ms INTEGER, run_length INTEGER NOT NULL,
+    run_last_ms INTEGER, open INTEGER NOT NULL,
+    PRIMARY KEY (service, location)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outages (
+    id INTEGER PRIMARY KEY, service INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER,
+    error TEXT, tracking_code TEXT NOT NULL UNIQUE
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_outage_per_service ON outages (service) WHERE end_ms IS NULL;
+CREATE TABLE IF NOT EXISTS segments (
+    service INTEGER NOT NULL, location INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, down INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segments_by_service_time ON segments (service, location, start_ms);
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        # One connection, used by one thread at a time (the collector's writer
+        # thread, or the CLI's main thread).
+        self._db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._keys: dict[tuple[str, str], int] = {}
+        self._ids: dict[tuple[str, int], str] = {}
+        for table in ("services", "locations"):
+            for key, ident in self._db.execute(f"SELECT key, id FROM {table}"):
+                self._keys[(table, ident)] = key
+                self._ids[(table, key)] = ident
+
+    # -- interning ---------------------------------------------------------
+
+    def _key(self, table: str, ident: str) -> int:
+        key = self._keys.get((table, ident))
+        if key is None:
+            self._db.execute(f"INSERT OR IGNORE INTO {table} (id) VALUES (?)", (ident,))
+            (key,) = self._db.execute(f"SELECT key FROM {table} WHERE id = ?", (ident,)).fetchone()
+            self._keys[(table, ident)] = key
+            self._ids[(table, key)] = ident
+        return key
+
+    def _service(self, key: int) -> str:
+        return self._ids[("services", key)]
+
+    def _location(self, key: int) -> str:
+        return self._ids[("locations", key)]
+
+    # -- writing -----------------------------------------------------------
+
+    def write(self, batch: Batch) -> list[Outage]:
+        try:
+            return self._write(batch)
+        except sqlite3.OperationalError as exc:  # locked, disk full, read-only, I/O error
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _write(self, batch: Batch) -> list[Outage]:
+        db = self._db
+        changed: list[Outage] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = []
+            latest: dict[tuple[int, int], ProbeResult] = {}
+            for result in batch.results:
+                service = self._key("services", result.service)
+                location = self._key("locations", result.location)
+                rows.append(
+                    (service, location, result.ts_ms, _STATUS_CODE[result.status], result.latency_ms,
+                     result.error, result.detail or None, result.http_status)
+                )
+                previous = latest.get((service, location))
+                if previous is None or result.ts_ms >= previous.ts_ms:
+                    latest[(service, location)] = result
+            db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                """INSERT INTO latest VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (service, location) DO UPDATE SET
+                     since_ms = CASE WHEN latest.status = excluded.status THEN latest.since_ms
+                                     ELSE excluded.ts_ms END,
+                     ts_ms = excluded.ts_ms, status = excluded.status,
+                     latency_ms = excluded.latency_ms, error = excluded.error
+                   WHERE excluded.ts_ms >= latest.ts_ms""",
+                [
+                    (s, loc, r.ts_ms, _STATUS_CODE[r.status], r.ts_ms, r.latency_ms, r.error)
+                    for (s, loc), r in latest.items()
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO trackers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (self._key("services", svc), self._key("locations", loc), st.last_ts_ms,
+                     st.run_start_ms, st.run_length, st.run_last_ms, int(st.open))
+                    for (svc, loc), st in batch.trackers.items()
+                ],
+            )
+            for change in batch.changes:
+                outage = self._apply(change)
+                if outage is not None:
+                    changed.append(outage)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _apply(self, change: OutageChange) -> Outage | None:
+        service = self._key("services", change.service)
+        if change.opening:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO outages (service, start_ms, end_ms, error, tracking_code) "
+                "VALUES (?, ?, NULL, ?, ?)",
+                (service, change.at_ms, change.error, new_code("OT")),
+            )
+            if cursor.rowcount == 0:
+                return None  # already open (a restart replayed it): never duplicate
+            row = self._db.execute("SELECT * FROM outages WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        else:
+            row = self._db.execute(
+                "UPDATE outages SET end_ms = ? WHERE service = ? AND end_ms IS NULL RETURNING *",
+                (change.at_ms, service),
+            ).fetchone()
+            if row is None:
+                return None
+        return self._outage(row)
+
+    def _outage(self, row: tuple[int, int, int, int | None, str | None, str]) -> Outage:
+        ident, service, start_ms, end_ms, error, code = row
+        return Outage(ident, self._service(service), start_ms, end_ms, error, code)
+
+    # -- reading -----------------------------------------------------------
+
+    def tracker_states(self) -> dict[tuple[str, str], TrackerState]:
+        return {
+            (self._service(s), self._location(loc)): TrackerState(last, start, length, run_last, bool(is_open))
+            for s, loc, last, start, length, run_last, is_open in self._db.execute("SELECT * FROM trackers")
+        }
+
+    def open_outages(self) -> dict[str, Outage]:
+        rows = self._db.execute("SELECT * FROM outages WHERE end_ms IS NULL").fetchall()
+        return {outage.service: outage for outage in map(self._outage, rows)}
+
+    def outages(
+        self, service: str | None = None, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[Outage]:
+        query = "SELECT * FROM outages WHERE 1=1"
+        params: list[object] = []
+        if service is not None:
+            if ("services", service) not in self._keys:
+                return []
+            query += " AND service = ?"
+            params.append(self._keys[("services", service)])
+        if end_ms is not None:
+            query += " AND start_ms < ?"
+            params.append(end_ms)
+        if start_ms is not None:
+            query += " AND (end_ms IS NULL OR end_ms > ?)"
+            params.append(start_ms)
+        rows = self._db.execute(query + " ORDER BY start_ms", params).fetchall()
+        return [self._outage(row) for row in rows]
+
+    def results(self, service: str, start_ms: int, end_ms: int) -> list[ProbeResult]:
+        key = self._keys.get(("services", service))
+        if key is None:
+            return []
+        rows = self._db.execute(
+            "SELECT location, ts_ms, status, latency_ms, error, detail, http_status FROM results "
+            "WHERE service = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms",
+            (key, start_ms, end_ms),
+        )
+        return [
+            ProbeResult(service, self._location(loc), ts, _CODE_STATUS[st], lat, err, det or "", http)
+            for loc, ts, st, lat, err, det, http in rows
+        ]
+
+    def count_results(self) -> int:
+        (count,) = self._db.execute("SELECT count(*) FROM results").fetchone()
+        return int(count)
+
+    def locations_of(self, service: str) -> Sequence[str]:
+        key = self._keys.get(("services", service))
+        if key is None:
+            return []
+        rows = self._db.execute(
+            "SELECT DISTINCT location FROM latest WHERE service = ? "
+            "UNION SELECT DISTINCT location FROM segments WHERE service = ?",
+            (key, key),
+        )
+        return sorted(self._location(loc) for (loc,) in rows)
+
+    def states(self) -> dict[str, ServiceState]:
+        open_outages = self.open_outages()
+        states: dict[str, ServiceState] = {}
+        rows = self._db.execute("SELECT * FROM latest ORDER BY service, location").fetchall()
+        for service_key, location_key, ts_ms, status, since_ms, latency, error in rows:
+            service = self._service(service_key)
+            location = self._location(location_key)
+            current = states.get(service)
+            verdict = _CODE_STATUS[status]
+            if current is None or ts_ms > (current.last_check_ms or 0):
+                locations = dict(current.locations) if current else {}
+                current = ServiceState(
+                    service, verdict, since_ms, ts_ms, latency, error, open_outages.get(service), locations
+                )
+            current.locations[location] = verdict
+            states[service] = current
+        return states
+
+    def segments(self, service: str, location: str, start_ms: int, end_ms: int) -> list[Segment]:
+        service_key = self._keys.get(("services", service))
+        location_key = self._keys.get(("locations", location))
+        if service_key is None or location_key is None:
+            return []
+        rows = self._db.execute(
+            "SELECT start_ms, end_ms, down FROM segments WHERE service = ? AND location = ? "
+            "AND start_ms < ? AND end_ms > ? ORDER BY start_ms",
+            (service_key, location_key, end_ms, start_ms),
+        )
+        return [(start, end, bool(down)) for start, end, down in rows]
+
+    # -- retention -----------------------------------------------------------
+
+    def compact(self, service: str, location: str, before_ms: int, interval_ms: int, threshold: int) -> int:
+        """Replace raw results before the cut with run-length segments.
+
+        The cut is moved back to the last ``up`` result before ``before_ms``, so
+        no run straddles it: derivation from the raw results after the cut then
+        gives the same figures as if nothing had been compacted.
+        """
+        service_key = self._keys.get(("services", service))
+        location_key = self._keys.get(("locations", location))
+        if service_key is None or location_key is None:
+            return 0
+        db = self._db
+        row = db.execute(
+            "SELECT max(ts_ms) FROM results WHERE service = ? AND location = ? AND ts_ms < ? AND status = 0",
+            (service_key, location_key, before_ms),
+        ).fetchone()
+        cut = row[0]
+        if cut is None:
+            return 0
+        raw = db.execute(
+            "SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms <= ? "
+            "ORDER BY ts_ms",
+            (service_key, location_key, cut),
+        ).fetchall()
+        derived = derive_segments(((ts, _CODE_STATUS[st]) for ts, st in raw), interval_ms, threshold)
+        kept = [(start, min(end, cut), down) for start, end, down in derived if start < cut]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
+                [(service_key, location_key, start, end, int(down)) for start, end, down in kept],
+            )
+            removed = db.execute(
+                "DELETE FROM results WHERE service = ? AND location = ? AND ts_ms < ?",
+                (service_key, location_key, cut),
+            ).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(removed)
+
+    def close(self) -> None:
+        self._db.close()
+

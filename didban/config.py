@@ -1,0 +1,400 @@
+"""The configuration: one validated model tree, loaded with line numbers.
+
+A bad file fails at start-up with ``FILE:LINE: path.to.key: what was
+expected, what was found``.  Secrets never live in the YAML: they come from
+the environment or a secrets file (see ``Secrets``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+
+SLUG = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+JALALI_DATE = r"^1[34]\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Name(Strict):
+    fa: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port 1-65535, got {value!r}")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+# -- probes: a discriminated union on `type` ---------------------------------
+
+
+class HttpProbeConfig(Strict):
+    type: Literal["http"]
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    verify_tls: bool = True
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None  # None: any status < 400
+    keyword: str | None = None  # must appear in the body
+    keyword_absent: str | None = None  # must not appear (a "maintenance" page is an outage)
+    regex: str | None = None
+    json_path: str | None = None  # Gatus-style path, e.g. data.items[0].state
+    json_expect: str | None = None
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"expected a valid regular expression ({exc})") from None
+        return value
+
+
+class TcpProbeConfig(Strict):
+    type: Literal["tcp"]
+    target: HostPort
+    send: str | None = None
+    expect: str | None = None
+
+
+class DnsProbeConfig(Strict):
+    type: Literal["dns"]
+    name: str = Field(min_length=1)
+    query_type: Literal["A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "PTR", "SRV"] = "A"
+    nameserver: str | None = None  # "IP" or "IP:PORT"; None: the system resolver
+    expect_rcode: str = "NOERROR"
+    expect_answers: list[str] = Field(default_factory=list)
+
+
+class TlsProbeConfig(Strict):
+    type: Literal["tls"]
+    target: HostPort
+    server_name: str | None = None
+    verify: bool = True
+    min_days_left: int = Field(default=14, ge=0)
+
+
+class IcmpProbeConfig(Strict):
+    type: Literal["icmp"]
+    host: str = Field(min_length=1)
+
+
+ProbeConfig = Annotated[
+    HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | TlsProbeConfig | IcmpProbeConfig,
+    Field(discriminator="type"),
+]
+
+
+class CanaryConfig(Strict):
+    """A target that should always answer; all of a location's failing = its network is down."""
+
+    id: str = Field(pattern=SLUG)
+    type: Literal["http", "tcp", "dns", "icmp"]
+    url: str | None = None
+    target: str | None = None
+    name: str | None = None
+    nameserver: str | None = None
+    host: str | None = None
+    expect_status: list[int] | None = None
+
+    def as_probe(self) -> HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | IcmpProbeConfig:
+        fields = self.model_dump(exclude={"id"}, exclude_none=True)
+        return _CANARY_PROBE[self.type].model_validate(fields)
+
+
+_CANARY_PROBE: dict[str, type[HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | IcmpProbeConfig]] = {
+    "http": HttpProbeConfig,
+    "tcp": TcpProbeConfig,
+    "dns": DnsProbeConfig,
+    "icmp": IcmpProbeConfig,
+}
+
+
+# -- agreements, services, agencies -------------------------------------------
+
+
+class CreditTierConfig(Strict):
+    below: float = Field(gt=0, le=100)
+    credit_percent: float = Field(ge=0, le=100)
+
+
+class AgreementConfig(Strict):
+    id: str = Field(pattern=SLUG)
+    title: str
+    valid_from: str = Field(pattern=JALALI_DATE)  # Jalali YYYY-MM-DD, inclusive
+    valid_until: str = Field(pattern=JALALI_DATE)  # inclusive
+    target_percent: float = Field(gt=0, le=100)
+    monthly_base: float = Field(default=0, ge=0)  # 0: the credit is a recorded right, not money
+    credit_tiers: list[CreditTierConfig] = Field(default_factory=list)
+    month_basis: Literal["nominal_30d", "actual"] = "nominal_30d"
+    notice_hours: float = Field(default=72, ge=0)
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> AgreementConfig:
+        if self.valid_until < self.valid_from:
+            raise ValueError(f"valid_until {self.valid_until} is before valid_from {self.valid_from}")
+        return self
+
+
+class ServiceConfig(Strict):
+    id: str = Field(pattern=SLUG)
+    name: Name
+    agreement: str
+    interval_seconds: float = Field(default=60, ge=1, le=3600)
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+    failure_threshold: int = Field(default=2, ge=1, le=100)
+    probes: list[ProbeConfig] = Field(min_length=1)
+    conditions: list[str] = Field(default_factory=list)
+    locations: list[str] | None = None  # None: every configured location
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> ServiceConfig:
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError(
+                f"timeout_seconds ({self.timeout_seconds}) must not exceed interval_seconds "
+                f"({self.interval_seconds})"
+            )
+        return self
+
+
+class AgencyConfig(Strict):
+    id: str = Field(pattern=SLUG)
+    name: Name
+    services: list[ServiceConfig] = Field(min_length=1)
+
+
+class LocationConfig(Strict):
+    id: str = Field(pattern=SLUG)
+    name: str = ""
+
+
+class SqliteConfig(Strict):
+    path: str = "didban.sqlite"
+
+
+class StoreConfig(Strict):
+    sqlite: SqliteConfig = SqliteConfig()
+    retention_days: int = Field(default=90, ge=1)
+    queue_size: int = Field(default=100_000, ge=100)
+
+
+class SchedulerConfig(Strict):
+    max_concurrency: int = Field(default=256, ge=1, le=10_000)
+    jitter_seconds: float = Field(default=30, ge=0)
+
+
+class DidbanConfig(Strict):
+    timezone: Literal["Asia/Tehran"] = "Asia/Tehran"
+    locations: list[LocationConfig] = Field(default_factory=lambda: [LocationConfig(id="local")])
+    canaries: list[CanaryConfig] = Field(default_factory=list)
+    store: StoreConfig = StoreConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    agreements: list[AgreementConfig] = Field(min_length=1)
+    agencies: list[AgencyConfig] = Field(min_length=1)
+
+    def services(self) -> Iterable[tuple[AgencyConfig, ServiceConfig]]:
+        for agency in self.agencies:
+            for service in agency.services:
+                yield agency, service
+
+    def service(self, service_id: str) -> ServiceConfig:
+        for _, service in self.services():
+            if service.id == service_id:
+                return service
+        raise KeyError(service_id)
+
+    def agreement(self, agreement_id: str) -> AgreementConfig:
+        return next(a for a in self.agreements if a.id == agreement_id)
+
+    def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-references pydantic cannot see: unique ids, known agreements and locations."""
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        agreements = {a.id for a in self.agreements}
+        locations = {loc.id for loc in self.locations}
+        seen: set[str] = set()
+        for a_index, agency in enumerate(self.agencies):
+            for s_index, service in enumerate(agency.services):
+                here: tuple[str | int, ...] = ("agencies", a_index, "services", s_index)
+                if service.id in seen:
+                    errors.append(((*here, "id"), f"duplicate service id {service.id!r}"))
+                seen.add(service.id)
+                if service.agreement not in agreements:
+                    errors.append(
+                        (
+                            (*here, "agreement"),
+                            f"expected one of the agreements {sorted(agreements)}, got {service.agreement!r}",
+                        )
+                    )
+                for l_index, location in enumerate(service.locations or []):
+                    if location not in locations:
+                        errors.append(
+                            (
+                                (*here, "locations", l_index),
+                                f"expected one of the locations {sorted(locations)}, got {location!r}",
+                            )
+                        )
+        return errors
+
+
+# -- secrets -----------------------------------------------------------------
+
+
+class Secrets(BaseSettings):
+    """Secrets from the environment (DIDBAN_*) or a dotenv-style secrets file.
+
+    SecretStr keeps them out of reprs, logs and error messages.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DIDBAN_", extra="ignore")
+
+    smtp_password: SecretStr | None = None
+    sms_api_key: SecretStr | None = None
+    influxdb_token: SecretStr | None = None
+    grafana_token: SecretStr | None = None
+
+    @classmethod
+    def load(cls, secrets_file: str | None = None) -> Secrets:
+        return cls(_env_file=secrets_file) if secrets_file else cls()  # type: ignore[call-arg]
+
+
+# -- loading with line numbers -----------------------------------------------
+
+
+class ConfigError(Exception):
+    """Every problem in a config file, each as ``FILE:LINE: path: message``."""
+
+    def __init__(self, messages: Sequence[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = list(messages)
+
+
+def _line_of(tree: Any, loc: Sequence[str | int]) -> tuple[int, list[str | int]]:
+    """The 1-based line of the deepest node of ``loc`` present in the YAML tree.
+
+    Also returns the path as the user wrote it: pydantic inserts union tags
+    (``http``) that are not keys of the file; they are left out.
+    """
+    line = 1
+    node = tree
+    shown: list[str | int] = []
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+            shown.append(part)
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+            shown.append(part)
+        elif isinstance(node, CommentedMap) and isinstance(part, str) and part not in _UNION_TAGS:
+            shown.append(part)  # a missing key: point at its parent
+            break
+    return line, shown
+
+
+_UNION_TAGS = {"http", "tcp", "dns", "tls", "icmp"}
+
+
+def _describe(error: Any) -> tuple[str, str | None]:
+    """(message, extra path part) for one pydantic error, in the user's terms."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key: not allowed here (check its spelling)", None
+    if kind == "missing":
+        return "required key is missing", None
+    if kind == "union_tag_invalid":
+        return f"expected one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}", "type"
+    if kind == "union_tag_not_found":
+        return f"expected a '{ctx.get('discriminator')}' key naming the kind", "type"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error":
+        return message, None
+    message = message.removeprefix("Input should be ")
+    found = error.get("input")
+    if isinstance(found, dict | list):
+        return f"expected {message}", None
+    return f"expected {message}, got {found!r}", None
+
+
+def load_config(path: str | Path) -> DidbanConfig:
+    """Load and validate a config file, or raise ConfigError naming every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: expected UTF-8 text"]) from None
+    yaml = YAML(typ="rt")
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
+    if not isinstance(tree, CommentedMap):
+        raise ConfigError([f"{path}:1: expected a mapping at the top of the file"])
+    try:
+        config = DidbanConfig.model_validate(_plain(tree))
+    except ValidationError as exc:
+        messages = []
+        for error in exc.errors():
+            line, shown = _line_of(tree, error["loc"])
+            message, extra = _describe(error)
+            dotted = ".".join(str(p) for p in [*shown, *([extra] if extra else [])]) or "(top)"
+            messages.append(f"{path}:{line}: {dotted}: {message}")
+        raise ConfigError(messages) from None
+    problems = config.reference_errors()
+    if problems:
+        messages = []
+        for loc, message in problems:
+            line, shown = _line_of(tree, loc)
+            messages.append(f"{path}:{line}: {'.'.join(str(p) for p in shown)}: {message}")
+        raise ConfigError(messages)
+    return config
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip types → plain dicts, lists and scalars for pydantic."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, ScalarBoolean | bool):
+        return bool(node)
+    for plain in (int, float, str):
+        if isinstance(node, plain):
+            return plain(node)
+    return node

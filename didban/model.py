@@ -1,0 +1,146 @@
+"""The shared vocabulary of Didban.
+
+Every package imports these types; nothing else defines its own copy.  Times
+are timezone-aware UTC datetimes at the edges; the hot paths carry the same
+instant as integer milliseconds since the epoch (``*_ms``), which is exact and
+cheap to compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    # The probe could not tell (its own network is down, it crashed, nothing
+    # arrived).  Never downtime: it is reported as missing coverage.
+    UNKNOWN = "unknown"
+
+
+class ErrorClass(StrEnum):
+    """Why a check failed: the runner classifies, a probe never guesses."""
+
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    HTTP_STATUS = "http_status"
+    CONTENT = "content"
+    BODY_TOO_LARGE = "body_too_large"
+    CONDITION = "condition"
+    CERTIFICATE = "certificate"
+    PROTOCOL = "protocol"
+    PROBE_NETWORK = "probe_network"  # the location's own network is down (canaries failed)
+    PROBE_CRASH = "probe_crash"
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: Didban only handles timezone-aware times")
+    return int(moment.timestamp() * 1000)
+
+
+def iso_utc(ms: int) -> str:
+    """ISO 8601 UTC with a Z, as the evidence pack spells it."""
+    moment = ms_to_datetime(ms)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if ms % 1000:
+        text += f".{ms % 1000:03d}"
+    return text + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One check of one service from one location."""
+
+    service: str
+    location: str
+    ts_ms: int
+    status: Status
+    latency_ms: float
+    error: str | None = None  # an ErrorClass value, None when up
+    detail: str = ""  # human-readable reason, never a secret
+    http_status: int | None = None
+
+    @property
+    def ts(self) -> datetime:
+        return ms_to_datetime(self.ts_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A provider-side interruption as the collector saw it online.
+
+    ``end_ms`` is None while it is open.  The SLA figures are derived from the
+    results themselves (see ``sla_calc.derive``), so this record is for humans,
+    notices and dashboards.
+    """
+
+    id: int
+    service: str
+    start_ms: int
+    end_ms: int | None
+    error: str | None
+    tracking_code: str
+
+    @property
+    def is_open(self) -> bool:
+        return self.end_ms is None
+
+
+@dataclass(frozen=True, slots=True)
+class OutageEvent:
+    """Published after the collector committed an outage transition."""
+
+    kind: str  # "outage_opened" | "outage_closed"
+    outage: Outage
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    id: str
+    services: tuple[str, ...]  # service ids, or ("*",) for every service
+    start_ms: int
+    end_ms: int
+    announced_at_ms: int
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """An interval that is not the provider's fault (the telecom clause)."""
+
+    id: str
+    services: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+    reason: str
+    evidence: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CreditTier:
+    below: float  # availability percent the month is under
+    credit_percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """What ``didban status`` shows for one service."""
+
+    service: str
+    status: Status | None
+    since_ms: int | None
+    last_check_ms: int | None
+    last_latency_ms: float | None
+    last_error: str | None
+    open_outage: Outage | None = None
+    locations: dict[str, Status] = field(default_factory=dict)

@@ -1,0 +1,37 @@
+"""Showing instants to people: Asia/Tehran wall time, Jalali dates, Persian digits."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import jdatetime
+
+from didban.model import ms_to_datetime
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+_PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+
+
+def persian_digits(text: str) -> str:
+    return text.translate(_PERSIAN_DIGITS)
+
+
+def jalali(ms: int, with_time: bool = True) -> str:
+    """``1403/07/01 14:05`` in Tehran."""
+    local = ms_to_datetime(ms).astimezone(TEHRAN)
+    date = jdatetime.datetime.fromgregorian(datetime=local)
+    return date.strftime("%Y/%m/%d %H:%M" if with_time else "%Y/%m/%d")
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

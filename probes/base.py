@@ -1,0 +1,40 @@
+"""What every probe shares: its signature, what it returns, how it fails.
+
+A probe only speaks its protocol.  The runner (``probes.runner``) owns the
+clock, the timeout, the latency and the classification of errors, so a probe
+never measures time and never decides whether an exception means ``down``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from didban.model import ErrorClass
+from probes.conditions import CheckFacts
+
+
+class ProbeFailure(Exception):
+    """The target answered, but not as expected (wrong status, missing keyword, ...)."""
+
+    def __init__(self, error: ErrorClass, detail: str, facts: CheckFacts | None = None) -> None:
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+        self.facts = facts
+
+
+@dataclass(slots=True)
+class ProbeContext:
+    """Shared, long-lived resources a probe may use."""
+
+    http: aiohttp.ClientSession
+    # Placeholders the service's conditions use, so a probe can skip work
+    # nobody reads (parsing the certificate of every HTTPS check, say).
+    wants: frozenset[str] = field(default_factory=frozenset)
+
+
+ProbeFn = Callable[[Any, ProbeContext], Awaitable[CheckFacts]]

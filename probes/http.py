@@ -1,0 +1,96 @@
+"""HTTP(S): status, keyword, regex and JSON path expectations; the body read is capped."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from functools import lru_cache
+
+import aiohttp
+
+from didban.config import HttpProbeConfig
+from didban.model import ErrorClass
+from probes.base import ProbeContext, ProbeFailure
+from probes.certificates import expiry_ms_from_der
+from probes.conditions import CheckFacts, json_eval
+
+_CHUNK = 64 * 1024
+
+
+@lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[bytes]:
+    return re.compile(pattern.encode())
+
+
+async def probe(target: HttpProbeConfig, context: ProbeContext) -> CheckFacts:
+    async with context.http.request(
+        target.method,
+        target.url,
+        headers=target.headers,
+        data=target.body.encode() if target.body is not None else None,
+        ssl=None if target.verify_tls else False,
+        allow_redirects=target.max_redirects > 0,
+        max_redirects=max(target.max_redirects, 1),
+    ) as response:
+        certificate_ms = _certificate_expiry(response) if "[CERTIFICATE_EXPIRATION]" in context.wants else 0
+        body = await _read_capped(response, target.max_body_bytes)
+        peer = response.connection.transport.get_extra_info("peername") if response.connection else None
+        facts = CheckFacts(
+            status=response.status,
+            body=body,
+            connected=True,
+            ip=peer[0] if peer else "",
+            certificate_not_after_ms=certificate_ms,
+        )
+    _expect(target, facts)
+    return facts
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise ProbeFailure(ErrorClass.BODY_TOO_LARGE, f"body of {declared} bytes is over the {limit}-byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await response.content.read(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise ProbeFailure(ErrorClass.BODY_TOO_LARGE, f"body is over the {limit}-byte cap")
+        chunks.append(chunk)
+
+
+def _certificate_expiry(response: aiohttp.ClientResponse) -> int:
+    connection = response.connection
+    if connection is None or connection.transport is None:
+        return 0
+    ssl_object = connection.transport.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return 0
+    der = ssl_object.getpeercert(binary_form=True)
+    return expiry_ms_from_der(der) if der else 0
+
+
+def _expect(target: HttpProbeConfig, facts: CheckFacts) -> None:
+    status_ok = facts.status in target.expect_status if target.expect_status else facts.status < 400
+    if not status_ok:
+        raise ProbeFailure(ErrorClass.HTTP_STATUS, f"HTTP {facts.status}", facts)
+    body = facts.body
+    if target.keyword is not None and target.keyword.encode() not in body:
+        raise ProbeFailure(ErrorClass.CONTENT, f"keyword {target.keyword!r} not found", facts)
+    if target.keyword_absent is not None and target.keyword_absent.encode() in body:
+        raise ProbeFailure(ErrorClass.CONTENT, f"page contains {target.keyword_absent!r}", facts)
+    if target.regex is not None and not _regex(target.regex).search(body):
+        raise ProbeFailure(ErrorClass.CONTENT, f"body does not match /{target.regex}/", facts)
+    if target.json_path is not None:
+        try:
+            value, _ = json_eval(target.json_path, body)
+        except Exception:
+            raise ProbeFailure(ErrorClass.CONTENT, f"JSON path {target.json_path} not found", facts) from None
+        if target.json_expect is not None and value != target.json_expect:
+            raise ProbeFailure(
+                ErrorClass.CONTENT, f"JSON path {target.json_path} is {value[:80]!r}, expected "
+                f"{target.json_expect!r}", facts
+            )

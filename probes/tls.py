@@ -1,0 +1,46 @@
+"""TLS: handshake, hostname match (when verifying) and days before the certificate expires."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from didban.config import TlsProbeConfig
+from probes.base import ProbeContext
+from probes.certificates import expiry_ms_from_der
+from probes.conditions import CheckFacts
+from probes.tcp import split_host_port
+
+
+def _context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+_CONTEXTS = {True: _context(True), False: _context(False)}
+
+
+async def probe(target: TlsProbeConfig, context: ProbeContext) -> CheckFacts:
+    host, port = split_host_port(target.target)
+    _, writer = await asyncio.open_connection(
+        host, port, ssl=_CONTEXTS[target.verify], server_hostname=target.server_name or host
+    )
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        peer = writer.get_extra_info("peername")
+        # The minimum-days rule is checked by the runner, which owns the clock.
+        return CheckFacts(
+            connected=True,
+            ip=peer[0] if peer else "",
+            certificate_not_after_ms=expiry_ms_from_der(der) if der else 0,
+        )
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (OSError, ssl.SSLError):
+            pass
