@@ -510,13 +510,18 @@ class Condition:
 
 
 def format_duration_ms(ms: int) -> str:
-    """Gatus's formatDuration (including its habit of trimming a trailing "0s")."""
+    """Gatus's formatDuration as it is meant to read: ``336h``, ``1h30m``, ``1h0m15s``.
+
+    (Gatus trims the *text* "0s" then "0m", which turns 1h30m into "1h3" and
+    30s into "3"; Didban trims zero components instead.  The verdict is
+    unaffected: only the description differs, and only in those cases.)
+    """
     seconds = int(ms / 1000)
     text = _go_duration_string(seconds)
-    if text == "0s":
-        return text
-    if text.endswith("0s"):
-        text = text.removesuffix("0s").removesuffix("0m")
+    if seconds and seconds % 60 == 0:
+        text = text.removesuffix("0s")
+        if seconds % 3600 == 0:
+            text = text.removesuffix("0m")
     return text
 
 

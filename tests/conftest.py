@@ -1,0 +1,76 @@
+"""Shared fixtures: real sockets, real SQLite files, configs built like users write them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from didban.config import DidbanConfig
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def make_config(services: list[dict[str, Any]], **top: Any) -> DidbanConfig:
+    """A config with one agency holding ``services`` (each a partial service dict)."""
+    full = []
+    for service in services:
+        entry = {"name": {"fa": "خدمت", "en": "Service"}, "agreement": "sla"}
+        entry.update(service)
+        full.append(entry)
+    data = {
+        "agreements": [{"id": "sla", "title": "t", "valid_from": "1400-01-01", "valid_until": "1410-12-29",
+                        "target_percent": 99.5}],
+        "agencies": [{"id": "agency", "name": {"fa": "اداره", "en": "Agency"}, "services": full}],
+    }
+    data.update(top)
+    return DidbanConfig.model_validate(data)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "didban.sqlite"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RawServer:
+    """A TCP server whose per-connection behaviour a test scripts (slow drip, silence, ...)."""
+
+    def __init__(self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]) -> None:
+        self._handler = handler
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> RawServer:
+        async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await self._handler(reader, writer)
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        # Connections a test left hanging are cut so the server can close.
+        self.server.close_clients() if hasattr(self.server, "close_clients") else None
+        await asyncio.wait_for(self.server.wait_closed(), 5)
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[..., RawServer]]:
+    yield RawServer
