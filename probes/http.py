@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-import ssl
 from functools import lru_cache
 
 import aiohttp
@@ -11,8 +11,8 @@ import aiohttp
 from didban.config import HttpProbeConfig
 from didban.model import ErrorClass
 from probes.base import ProbeContext, ProbeFailure
-from probes.certificates import expiry_ms_from_der
 from probes.conditions import CheckFacts, json_eval
+from probes.tls import handshake
 
 _CHUNK = 64 * 1024
 
@@ -32,17 +32,20 @@ async def probe(target: HttpProbeConfig, context: ProbeContext) -> CheckFacts:
         allow_redirects=target.max_redirects > 0,
         max_redirects=max(target.max_redirects, 1),
     ) as response:
-        certificate_ms = _certificate_expiry(response) if "[CERTIFICATE_EXPIRATION]" in context.wants else 0
         body = await _read_capped(response, target.max_body_bytes)
-        peer = response.connection.transport.get_extra_info("peername") if response.connection else None
-        facts = CheckFacts(
-            status=response.status,
-            body=body,
-            connected=True,
-            ip=peer[0] if peer else "",
-            certificate_not_after_ms=certificate_ms,
-        )
-    _expect(target, facts)
+        status = response.status
+    ip, certificate_ms = "", 0
+    if "[CERTIFICATE_EXPIRATION]" in context.wants and response.url.scheme == "https":
+        # aiohttp releases the connection with the body, so the certificate is
+        # read in a handshake of its own, only when a condition asks for it.
+        port = response.url.port or 443
+        ip, certificate_ms = await handshake(response.url.host or "", port, None, target.verify_tls)
+    elif "[IP]" in context.wants:
+        infos = await asyncio.get_running_loop().getaddrinfo(response.url.host, None)
+        ip = infos[0][4][0]
+    facts = CheckFacts(status=status, body=body, connected=True, ip=ip, certificate_not_after_ms=certificate_ms)
+    # When the user's conditions judge [STATUS], they replace the default rule (status < 400).
+    _expect(target, facts, default_status="[STATUS]" not in context.wants)
     return facts
 
 
@@ -62,19 +65,11 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-def _certificate_expiry(response: aiohttp.ClientResponse) -> int:
-    connection = response.connection
-    if connection is None or connection.transport is None:
-        return 0
-    ssl_object = connection.transport.get_extra_info("ssl_object")
-    if not isinstance(ssl_object, ssl.SSLObject):
-        return 0
-    der = ssl_object.getpeercert(binary_form=True)
-    return expiry_ms_from_der(der) if der else 0
-
-
-def _expect(target: HttpProbeConfig, facts: CheckFacts) -> None:
-    status_ok = facts.status in target.expect_status if target.expect_status else facts.status < 400
+def _expect(target: HttpProbeConfig, facts: CheckFacts, default_status: bool) -> None:
+    if target.expect_status:
+        status_ok = facts.status in target.expect_status
+    else:
+        status_ok = facts.status < 400 or not default_status
     if not status_ok:
         raise ProbeFailure(ErrorClass.HTTP_STATUS, f"HTTP {facts.status}", facts)
     body = facts.body
