@@ -55,20 +55,30 @@ CREATE INDEX IF NOT EXISTS segments_by_service_time ON segments (service, locati
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
         # One connection, used by one thread at a time (the collector's writer
         # thread, or the CLI's main thread).
-        self._db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._load_caches()
+
+    def _load_caches(self) -> None:
+        """Interned keys, and the latest result of each (service, location) to keep "since" exact.
+
+        Reloaded after a rollback so the caches never hold what was not committed.
+        """
         self._keys: dict[tuple[str, str], int] = {}
         self._ids: dict[tuple[str, int], str] = {}
         for table in ("services", "locations"):
             for key, ident in self._db.execute(f"SELECT key, id FROM {table}"):
                 self._keys[(table, ident)] = key
                 self._ids[(table, key)] = ident
+        rows = self._db.execute("SELECT service, location, ts_ms, status, since_ms, latency_ms, error FROM latest")
+        self._latest = {(s, loc): (ts, st, since, lat, err) for s, loc, ts, st, since, lat, err in rows}
 
     # -- interning ---------------------------------------------------------
 
@@ -103,30 +113,24 @@ class SqliteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             rows = []
-            latest: dict[tuple[int, int], ProbeResult] = {}
-            for result in batch.results:
+            touched: set[tuple[int, int]] = set()
+            for result in sorted(batch.results, key=lambda r: r.ts_ms):
                 service = self._key("services", result.service)
                 location = self._key("locations", result.location)
+                code = _STATUS_CODE[result.status]
                 rows.append(
-                    (service, location, result.ts_ms, _STATUS_CODE[result.status], result.latency_ms,
+                    (service, location, result.ts_ms, code, result.latency_ms,
                      result.error, result.detail or None, result.http_status)
                 )
-                previous = latest.get((service, location))
-                if previous is None or result.ts_ms >= previous.ts_ms:
-                    latest[(service, location)] = result
+                previous = self._latest.get((service, location))
+                if previous is None or result.ts_ms >= previous[0]:
+                    since = previous[2] if previous is not None and previous[1] == code else result.ts_ms
+                    self._latest[(service, location)] = (result.ts_ms, code, since, result.latency_ms, result.error)
+                    touched.add((service, location))
             db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.executemany(
-                """INSERT INTO latest VALUES (?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (service, location) DO UPDATE SET
-                     since_ms = CASE WHEN latest.status = excluded.status THEN latest.since_ms
-                                     ELSE excluded.ts_ms END,
-                     ts_ms = excluded.ts_ms, status = excluded.status,
-                     latency_ms = excluded.latency_ms, error = excluded.error
-                   WHERE excluded.ts_ms >= latest.ts_ms""",
-                [
-                    (s, loc, r.ts_ms, _STATUS_CODE[r.status], r.ts_ms, r.latency_ms, r.error)
-                    for (s, loc), r in latest.items()
-                ],
+                "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(s, loc, *self._latest[(s, loc)]) for s, loc in touched],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO trackers VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -144,6 +148,7 @@ class SqliteStore:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            self._load_caches()
             raise
         return changed
 
