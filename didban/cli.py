@@ -188,7 +188,7 @@ def render_status_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'SERVICE':<26} {'STATE':<8} {'SINCE (Tehran, Jalali)':<22} {'LATENCY':>9}  NOTE"]
     for row in rows:
         latency = f"{row['last_latency_ms']:.0f} ms" if row["last_latency_ms"] is not None else "-"
-        note = row["open_outage"] and f"outage {row['open_outage']}" or row["last_error"] or ""
+        note = (row["open_outage"] and f"outage {row['open_outage']}") or row["last_error"] or ""
         lines.append(f"{row['service']:<26} {row['state']:<8} {row['since'] or '-':<22} {latency:>9}  {note}")
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ def jalali(ms: int, with_time: bool = True) -> str:
     """``1403/07/01 14:05`` in Tehran."""
     local = ms_to_datetime(ms).astimezone(TEHRAN)
     date = jdatetime.datetime.fromgregorian(datetime=local)
-    return date.strftime("%Y/%m/%d %H:%M" if with_time else "%Y/%m/%d")
+    return str(date.strftime("%Y/%m/%d %H:%M" if with_time else "%Y/%m/%d"))
 
 
 def duration(seconds: float) -> str:

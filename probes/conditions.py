@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -357,7 +358,7 @@ def _reject_constant(name: str) -> Any:
 
 # -- placeholders ----------------------------------------------------------------
 
-_SIMPLE = {
+_SIMPLE: dict[str, Callable[[CheckFacts], str]] = {
     "[STATUS]": lambda f: str(f.status),
     "[IP]": lambda f: f.ip,
     "[RESPONSE_TIME]": lambda f: str(f.response_time_ms),

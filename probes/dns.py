@@ -16,7 +16,7 @@ from probes.conditions import CheckFacts
 
 def _nameserver(configured: str | None) -> tuple[str, int]:
     if configured is None:
-        return dns.resolver.get_default_resolver().nameservers[0], 53
+        return str(dns.resolver.get_default_resolver().nameservers[0]), 53
     if configured.count(":") == 1:  # IPv4:port; a bare IPv6 address has several colons
         host, port = configured.split(":")
         return host, int(port)

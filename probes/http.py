@@ -28,7 +28,7 @@ async def probe(target: HttpProbeConfig, context: ProbeContext) -> CheckFacts:
         target.url,
         headers=target.headers,
         data=target.body.encode() if target.body is not None else None,
-        ssl=None if target.verify_tls else False,
+        ssl=True if target.verify_tls else False,
         allow_redirects=target.max_redirects > 0,
         max_redirects=max(target.max_redirects, 1),
     ) as response:
@@ -42,7 +42,7 @@ async def probe(target: HttpProbeConfig, context: ProbeContext) -> CheckFacts:
         ip, certificate_ms = await handshake(response.url.host or "", port, None, target.verify_tls)
     elif "[IP]" in context.wants:
         infos = await asyncio.get_running_loop().getaddrinfo(response.url.host, None)
-        ip = infos[0][4][0]
+        ip = str(infos[0][4][0])
     facts = CheckFacts(status=status, body=body, connected=True, ip=ip, certificate_not_after_ms=certificate_ms)
     # When the user's conditions judge [STATUS], they replace the default rule (status < 400).
     _expect(target, facts, default_status="[STATUS]" not in context.wants)

@@ -30,7 +30,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def _open_socket() -> tuple[socket.socket, bool]:
@@ -59,7 +59,7 @@ async def probe(target: IcmpProbeConfig, context: ProbeContext) -> CheckFacts:
     global _sequence
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(target.host, None, family=socket.AF_INET)
-    address = infos[0][4][0]
+    address = str(infos[0][4][0])
     sock, raw = _open_socket()
     sock.setblocking(False)
     try:

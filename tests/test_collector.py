@@ -27,8 +27,8 @@ def results_for(pattern: str, service: str = "portal", location: str = "tabriz",
     ]
 
 
-async def collect(store: SqliteStore, results: list[ProbeResult], **kwargs: object) -> tuple[Collector, list[OutageEvent]]:
-    collector = Collector(store, POLICY, flush_seconds=0.01, **kwargs)  # type: ignore[arg-type]
+async def collect(store: SqliteStore, results: list[ProbeResult]) -> tuple[Collector, list[OutageEvent]]:
+    collector = Collector(store, POLICY, flush_seconds=0.01)
     events: list[OutageEvent] = []
     collector.subscribe(events.append)
     await collector.start()

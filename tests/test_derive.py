@@ -11,11 +11,11 @@ import pytest
 from didban.model import Status
 from sla_calc.derive import RunTracker, Transition, derive_segments, quorum_segments
 
-I = 60  # interval, seconds
+INTERVAL = 60  # seconds
 CODES = {"U": Status.UP, "D": Status.DOWN, "?": Status.UNKNOWN}
 
 
-def results(pattern: str, interval: int = I) -> list[tuple[int, Status]]:
+def results(pattern: str, interval: int = INTERVAL) -> list[tuple[int, Status]]:
     return [(i * interval * 1000, CODES[c]) for i, c in enumerate(pattern) if c != "_"]
 
 
@@ -45,33 +45,33 @@ ROWS = [
 
 @pytest.mark.parametrize(("pattern", "threshold", "expected", "why"), ROWS, ids=[r[3] for r in ROWS])
 def test_downtime_follows_the_outage_rule(pattern: str, threshold: int, expected: int, why: str) -> None:
-    assert downtime(derive_segments(results(pattern), I * 1000, threshold)) == expected, why
+    assert downtime(derive_segments(results(pattern), INTERVAL * 1000, threshold)) == expected, why
 
 
 def test_coverage_of_a_result_stops_at_the_next_one_or_two_intervals() -> None:
-    segments = seconds(derive_segments([(0, Status.UP), (30_000, Status.UP), (400_000, Status.UP)], I * 1000, 2))
+    segments = seconds(derive_segments([(0, Status.UP), (30_000, Status.UP), (400_000, Status.UP)], INTERVAL * 1000, 2))
     assert segments == [(0, 150, False), (400, 520, False)]
 
 
 def test_unknown_is_missing_coverage_not_downtime() -> None:
-    assert seconds(derive_segments(results("U??U"), I * 1000, 2)) == [(0, 60, False), (180, 300, False)]
+    assert seconds(derive_segments(results("U??U"), INTERVAL * 1000, 2)) == [(0, 60, False), (180, 300, False)]
 
 
 def test_tracker_opens_at_first_down_and_closes_at_first_up() -> None:
-    tracker = RunTracker(I * 1000, 2)
+    tracker = RunTracker(INTERVAL * 1000, 2)
     transitions = [tracker.feed(ts, status) for ts, status in results("UDDDU")]
     assert transitions == [None, None, Transition("opened", 60_000), None, Transition("closed", 240_000)]
 
 
 def test_tracker_closes_at_coverage_end_when_data_stopped() -> None:
-    tracker = RunTracker(I * 1000, 2)
+    tracker = RunTracker(INTERVAL * 1000, 2)
     for ts, status in results("DD"):
         tracker.feed(ts, status)
     assert tracker.feed(1_000_000, Status.UP) == Transition("closed", 60_000 + 120_000)
 
 
 def test_tracker_refuses_results_older_than_the_last() -> None:
-    tracker = RunTracker(I * 1000, 2)
+    tracker = RunTracker(INTERVAL * 1000, 2)
     tracker.feed(120_000, Status.UP)
     assert not tracker.accepts(60_000)
     assert tracker.accepts(120_000)
@@ -91,5 +91,5 @@ QUORUM_ROWS = [
 def test_a_service_is_down_when_a_majority_of_reporting_locations_say_so(
     patterns: list[str], expected: int, why: str
 ) -> None:
-    per_location = [derive_segments(results(p), I * 1000, 2) for p in patterns]
+    per_location = [derive_segments(results(p), INTERVAL * 1000, 2) for p in patterns]
     assert downtime(quorum_segments(per_location)) == expected, why

@@ -1,0 +1,172 @@
+"""Didban as a process: kill -9 loses at most an interval and no outage state;
+the CLI's check, status and demo commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from collector.sqlite_store import SqliteStore
+from tests.test_engine import Target, wait_for
+
+SERVICES = ("portal", "payments")
+
+
+def write_config(path: Path, base_url: str) -> None:
+    services = "\n".join(
+        f"""      - id: {name}
+        name: {{fa: "خدمت {name}", en: "{name}"}}
+        agreement: sla
+        interval_seconds: 1
+        timeout_seconds: 1
+        probes:
+          - type: http
+            url: {base_url}/{name}"""
+        for name in SERVICES
+    )
+    path.write_text(
+        f"""agreements:
+  - id: sla
+    title: "توافقنامه"
+    valid_from: "1400-01-01"
+    valid_until: "1410-12-29"
+    target_percent: 99.5
+scheduler:
+  jitter_seconds: 1
+agencies:
+  - id: agency
+    name: {{fa: "اداره", en: "Agency"}}
+    services:
+{services}
+""",
+        encoding="utf-8",
+    )
+
+
+async def start(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "didban.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    process = await start(*args)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def count(db: Path, query: str) -> int:
+    with sqlite3.connect(db) as connection:
+        return int(connection.execute(query).fetchone()[0])
+
+
+async def test_kill_9_loses_at_most_one_interval_and_no_outage_state(aiohttp_server: Any, tmp_path: Path) -> None:
+    target = Target()
+    target.healthy["payments"] = False
+    server = await aiohttp_server(target.app())
+    config = tmp_path / "config.yaml"
+    db = tmp_path / "didban.sqlite"
+    write_config(config, str(server.make_url("")).rstrip("/"))
+
+    process = await start("run", "--config", str(config), "--db", str(db))
+    await wait_for(lambda: db.exists() and count(db, "SELECT count(*) FROM outages") == 1, timeout=20)
+    await asyncio.sleep(1.5)
+    process.send_signal(signal.SIGKILL)
+    await asyncio.wait_for(process.wait(), 10)
+
+    checked = sum(target.requests.get(name, 0) for name in SERVICES)
+    stored = count(db, "SELECT count(*) FROM results")
+    # At most one interval of results (one per service) may be lost, plus
+    # one request per service that was in flight when the process died.
+    assert checked - stored <= 2 * len(SERVICES), (checked, stored)
+    with sqlite3.connect(db) as connection:
+        (code,) = connection.execute("SELECT tracking_code FROM outages WHERE end_ms IS NULL").fetchone()
+
+    # Restart: the open outage resumes, it is not lost or duplicated...
+    process = await start("run", "--config", str(config), "--db", str(db))
+    await wait_for(lambda: count(db, "SELECT count(*) FROM results") >= stored + 4, timeout=20)
+    assert count(db, "SELECT count(*) FROM outages") == 1
+    # ...and closes, with the same tracking code, when the service recovers.
+    target.healthy["payments"] = True
+    await wait_for(lambda: count(db, "SELECT count(*) FROM outages WHERE end_ms IS NOT NULL") == 1, timeout=20)
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 20) == 0
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT tracking_code FROM outages").fetchall()
+    assert rows == [(code,)]
+
+
+async def test_check_command_runs_an_adhoc_probe_with_conditions(aiohttp_server: Any) -> None:
+    async def api(request: web.Request) -> web.Response:
+        return web.json_response({"state": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/", api)
+    server = await aiohttp_server(app)
+    code, out, err = await run("check", "--type", "http", "--target", str(server.make_url("/")),
+                               "--condition", "[STATUS] == 200", "--condition", "[BODY].state == degraded",
+                               "--timeout", "5", "--json")
+    data = json.loads(out)
+    assert code == 1, err
+    assert data["status"] == "down" and data["error"] == "condition"
+    assert data["conditions"] == [
+        {"condition": "[STATUS] == 200", "success": True, "description": "[STATUS] == 200"},
+        {"condition": "[BODY].state == degraded", "success": False,
+         "description": "[BODY].state (ok) == degraded"},
+    ]
+    assert data["latency_ms"] > 0
+
+
+async def test_check_command_rejects_a_bad_target() -> None:
+    code, _, err = await run("check", "--type", "tcp", "--target", "no-port-here", "--json")
+    assert code != 0
+    assert "HOST:PORT" in err
+
+
+async def test_check_and_status_of_configured_services(aiohttp_server: Any, tmp_path: Path) -> None:
+    target = Target()
+    target.healthy["payments"] = False
+    server = await aiohttp_server(target.app())
+    config = tmp_path / "config.yaml"
+    db = tmp_path / "didban.sqlite"
+    write_config(config, str(server.make_url("")).rstrip("/"))
+
+    code, out, _ = await run("check", "payments", "--config", str(config), "--json")
+    assert code == 1 and json.loads(out)["error"] == "http_status"
+
+    code, out, err = await run("run", "--config", str(config), "--db", str(db), "--duration", "4")
+    assert code == 0, err
+    code, out, err = await run("status", "--config", str(config), "--db", str(db), "--json")
+    assert code == 0, err
+    rows = {row["service"]: row for row in json.loads(out)}
+    assert rows["portal"]["state"] == "up" and rows["portal"]["open_outage"] is None
+    assert rows["payments"]["state"] == "down" and rows["payments"]["open_outage"].startswith("OT-")
+    assert rows["payments"]["since"].startswith("14")  # a Jalali date
+    code, table, _ = await run("status", "--config", str(config), "--db", str(db))
+    assert "payments" in table and "outage OT-" in table
+
+
+async def test_demo_monitors_the_seed_agencies_with_the_production_engine(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    db = tmp_path / "demo.sqlite"
+    code, out, err = await run("demo", "--config", str(root / "config.yaml"), "--db", str(db),
+                               "--interval", "1", "--duration", "6", timeout=60)
+    assert code == 0, err
+    assert "eaz-debt-instalment" in out and "p99 lag" in out
+    store = SqliteStore(db)
+    states = store.states()
+    store.close()
+    assert set(states) == {"eaz-portal", "eaz-dedicated-revenue", "eaz-document-dispatch",
+                           "eaz-debt-instalment", "eaz-vehicle-scrapping", "sko-portal"}
+    # The scripted blip (the 4th request of document-dispatch) never opens an outage.
+    assert all(o.service != "eaz-document-dispatch" for o in SqliteStore(db).outages())
+
