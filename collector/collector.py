@@ -200,8 +200,11 @@ class Collector:
             if not tracker.accepts(result.ts_ms):
                 self.stats.out_of_order += 1
                 continue
+            was_idle = tracker.state.run_length == 0
             transition = tracker.feed(result.ts_ms, result.status)
-            batch.trackers[(result.service, result.location)] = tracker.state
+            # An idle tracker fed an up stays idle: nothing a restart needs has changed.
+            if not (was_idle and tracker.state.run_length == 0):
+                batch.trackers[(result.service, result.location)] = tracker.state
             if transition is not None:
                 self._service_transition(result, transition.at_ms, batch)
         return batch

@@ -10,6 +10,7 @@ services at a 30 s interval write ~29 M rows a day.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sla_calc.derive import Segment, TrackerState, derive_segments
 
 _STATUS_CODE = {Status.UP: 0, Status.DOWN: 1, Status.UNKNOWN: 2}
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
+LATEST_FLUSH_SECONDS = 2.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
@@ -79,6 +81,8 @@ class SqliteStore:
                 self._ids[(table, key)] = ident
         rows = self._db.execute("SELECT service, location, ts_ms, status, since_ms, latency_ms, error FROM latest")
         self._latest = {(s, loc): (ts, st, since, lat, err) for s, loc, ts, st, since, lat, err in rows}
+        self._latest_dirty: set[tuple[int, int]] = set()
+        self._latest_flushed = time.monotonic()
 
     # -- interning ---------------------------------------------------------
 
@@ -124,10 +128,17 @@ class SqliteStore:
                 )
                 previous = self._latest.get((service, location))
                 if previous is None or result.ts_ms >= previous[0]:
-                    since = previous[2] if previous is not None and previous[1] == code else result.ts_ms
+                    state_changed = previous is None or previous[1] != code
+                    since = result.ts_ms if state_changed else previous[2]  # type: ignore[index]
                     self._latest[(service, location)] = (result.ts_ms, code, since, result.latency_ms, result.error)
-                    touched.add((service, location))
+                    (touched if state_changed else self._latest_dirty).add((service, location))
             db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            # A change of state is written with its result, so "since" survives a crash; the
+            # last latency of an unchanged state is refreshed every few seconds.
+            if time.monotonic() - self._latest_flushed > LATEST_FLUSH_SECONDS:
+                touched |= self._latest_dirty
+                self._latest_dirty = set()
+                self._latest_flushed = time.monotonic()
             db.executemany(
                 "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(s, loc, *self._latest[(s, loc)]) for s, loc in touched],
@@ -237,6 +248,7 @@ class SqliteStore:
         return sorted(self._location(loc) for (loc,) in rows)
 
     def states(self) -> dict[str, ServiceState]:
+        self._flush_latest()
         open_outages = self.open_outages()
         states: dict[str, ServiceState] = {}
         rows = self._db.execute("SELECT * FROM latest ORDER BY service, location").fetchall()
@@ -310,6 +322,18 @@ class SqliteStore:
             raise
         return int(removed)
 
+    def _flush_latest(self) -> None:
+        if self._latest_dirty:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(s, loc, *self._latest[(s, loc)]) for s, loc in self._latest_dirty],
+            )
+            self._latest_dirty = set()
+
     def close(self) -> None:
+        try:
+            self._flush_latest()
+        except sqlite3.Error:
+            pass  # the rows are derivable from the results; never fail a shutdown over them
         self._db.close()
 

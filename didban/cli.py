@@ -344,8 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _use_uvloop() -> None:
+    """uvloop when installed: the same event loop the bench baseline uses, and ~2x cheaper per check."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _use_uvloop()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

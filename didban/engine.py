@@ -69,6 +69,9 @@ def make_session(limit: int, keepalive: bool) -> aiohttp.ClientSession:
                                      ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
+        # The runner bounds every check with its own total timeout; aiohttp's
+        # default 5-minute timer per request would only cost CPU.
+        timeout=aiohttp.ClientTimeout(total=None),
         cookie_jar=aiohttp.DummyCookieJar(),  # a monitor must not carry state between checks
         headers={"User-Agent": "Didban/0.1 (+availability monitor)"},
     )
@@ -106,18 +109,23 @@ class Engine:
         self._session: aiohttp.ClientSession | None = None
         self.guard: CanaryGuard | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def open(self) -> None:
+        """Everything but the schedule: HTTP session, canaries, collector."""
         self._session = make_session(self.config.scheduler.max_concurrency, self.keepalive)
-        context = ProbeContext(self._session)
-        canaries = [
+        self._context = ProbeContext(self._session)
+        self._canaries = [
             compile_check(f"canary:{c.id}", [c.as_probe()], [], 5.0) for c in self.config.canaries
         ]
-        self.guard = CanaryGuard(canaries, context, self.location, self.clock)
-        self._context = context
+        self.guard = CanaryGuard(self._canaries, self._context, self.location, self.clock)
         await self.collector.start()
+
+    async def start(self) -> None:
+        await self.open()
+        assert self.guard is not None
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = self.clock()
         jitter = self.config.scheduler.jitter_seconds
@@ -136,7 +144,7 @@ class Engine:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        if canaries:
+        if self._canaries:
             scheduler.add_job(self.guard.check_now, IntervalTrigger(seconds=30), id="canaries",
                               max_instances=1, coalesce=True)
         # Retention runs at night, Tehran time, when the portals are quiet.
@@ -147,9 +155,11 @@ class Engine:
         log.info("engine started: %d services at location %s", len(scheduler.get_jobs()) - 1, self.location)
 
     async def stop(self) -> None:
+        self._stopping = True  # a job the scheduler already handed over must not start a check now
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        await asyncio.sleep(0)  # let handed-over jobs see the flag (or register as in flight)
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=15)
         await self.collector.stop()
@@ -162,6 +172,8 @@ class Engine:
     async def _run_job(self, job: ScheduledCheck) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if self._stopping:
+            return
         self._in_flight.add(task)
         try:
             async with self._semaphore:

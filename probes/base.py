@@ -35,6 +35,16 @@ class ProbeContext:
     # Placeholders the service's conditions use, so a probe can skip work
     # nobody reads (parsing the certificate of every HTTPS check, say).
     wants: frozenset[str] = field(default_factory=frozenset)
+    _variants: dict[frozenset[str], ProbeContext] = field(default_factory=dict, repr=False)
+
+    def wanting(self, wants: frozenset[str]) -> ProbeContext:
+        """The same resources for a check that reads ``wants`` (cached: checks run thousands of times)."""
+        if wants == self.wants:
+            return self
+        variant = self._variants.get(wants)
+        if variant is None:
+            variant = self._variants[wants] = ProbeContext(self.http, wants)
+        return variant
 
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[CheckFacts]]

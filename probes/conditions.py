@@ -160,6 +160,8 @@ def go_duration_ms(text: str) -> int | None:
 
 def go_parse_int(text: str) -> int | None:
     """``strconv.ParseInt(text, 0, 64)``."""
+    if text.isdigit() and text.isascii() and len(text) < 19 and (text[0] != "0" or len(text) == 1):
+        return int(text)  # the common case: a plain decimal (a leading 0 would mean octal)
     if not text or text != text.strip():
         return None
     body = text.lstrip("+-")
@@ -187,6 +189,8 @@ def go_parse_float(text: str) -> float | None:
 
 def go_numeric(text: str) -> int:
     """How Gatus turns a resolved operand into an int64 for ``< <= > >=``."""
+    if text.isdigit() and text.isascii() and len(text) < 19 and (text[0] != "0" or len(text) == 1):
+        return int(text)  # the common case, decided exactly as below would
     duration = go_duration_ms(text)
     if duration:  # a zero duration falls through, as in Gatus
         return duration
@@ -443,6 +447,8 @@ def is_equal(first: str, second: str) -> bool:
             first = first_any
         if second_any is not None:
             second = second_any
+    if first == second:
+        return True  # equal text is equal as numbers too
     first_int, second_int = go_parse_int(first), go_parse_int(second)
     if first_int is not None and second_int is not None:
         return first_int == second_int
@@ -452,10 +458,32 @@ def is_equal(first: str, second: str) -> bool:
 # -- conditions --------------------------------------------------------------------
 
 
+def _compile_side(element: str) -> Callable[[CheckFacts], str]:
+    """One side of a condition as a function of the facts; a literal is resolved once."""
+    inner = element
+    for prefix in ("len(", "has("):
+        if inner.startswith(prefix) and inner.endswith(")"):
+            inner = inner[len(prefix) : -1]
+    if inner.strip().startswith("["):
+        simple = _SIMPLE.get(element.upper())
+        if simple is not None:
+            return simple
+        return lambda facts: resolve(element, facts)
+    constant = resolve(element, CheckFacts())
+    return lambda facts: constant
+
+
+def _constant_number(element: str) -> int | None:
+    if element.startswith("[") or "(" in element:
+        return None
+    return go_numeric(resolve(element, CheckFacts()))
+
+
 class Condition:
     """A parsed condition; ``evaluate`` is cheap, the description is built on demand."""
 
-    __slots__ = ("_left", "_operator", "_right", "text")
+    __slots__ = ("_left", "_left_number", "_left_value", "_operator", "_right", "_right_number", "_right_value",
+                 "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -464,24 +492,30 @@ class Condition:
         if self._operator is not None:
             parts = text.split(f" {self._operator} ")
             self._left, self._right = parts[0].strip(), parts[1].strip()
+        self._left_value = _compile_side(self._left)
+        self._right_value = _compile_side(self._right)
+        # A literal operand of < <= > >= is converted to a number once, not per check.
+        self._left_number = _constant_number(self._left)
+        self._right_number = _constant_number(self._right)
 
     @property
     def valid(self) -> bool:
         return self._operator is not None
 
     def _resolved(self, facts: CheckFacts) -> tuple[str, str]:
-        return resolve(self._left, facts), resolve(self._right, facts)
+        return self._left_value(facts), self._right_value(facts)
 
     def evaluate(self, facts: CheckFacts) -> bool:
         if self._operator is None:
             return False
-        left, right = self._resolved(facts)
+        left, right = self._left_value(facts), self._right_value(facts)
         operator = self._operator
         if operator == "==":
             return is_equal(left, right)
         if operator == "!=":
             return not is_equal(left, right)
-        a, b = go_numeric(left), go_numeric(right)
+        a = self._left_number if self._left_number is not None else go_numeric(left)
+        b = self._right_number if self._right_number is not None else go_numeric(right)
         if operator == "<=":
             return a <= b
         if operator == ">=":

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import aiohttp
 import dns.exception
@@ -100,6 +100,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:_DETAIL_LIMIT]
 
 
+_NO_FACTS = CheckFacts()
+
+
+def _timed(facts: CheckFacts, latency_ms: float, now_ms: int) -> CheckFacts:
+    """The facts with what only the runner knows: the response time and the certificate's time left."""
+    not_after = facts.certificate_not_after_ms
+    return CheckFacts(
+        status=facts.status,
+        response_time_ms=int(latency_ms),
+        body=facts.body,
+        connected=facts.connected,
+        ip=facts.ip,
+        dns_rcode=facts.dns_rcode,
+        certificate_expiration_ms=not_after - now_ms if not_after else 0,
+        domain_expiration_ms=facts.domain_expiration_ms,
+        certificate_not_after_ms=not_after,
+    )
+
+
 def _merge(collected: list[CheckFacts]) -> CheckFacts:
     """One set of facts for the conditions: for each field, the first probe that set it."""
     if len(collected) == 1:
@@ -127,15 +146,13 @@ async def run_check(
     ``explain`` also returns every condition's outcome with Gatus's
     description (for ``didban check``); the scheduler leaves it off.
     """
-    started = clock()
-    ts_ms = int(started * 1000)
+    ts_ms = int(clock() * 1000)
     t0 = time.perf_counter()
     collected: list[CheckFacts] = []
     error: ErrorClass | None = None
     status = Status.UP
     detail = ""
-    if check.wants != context.wants:
-        context = replace(context, wants=check.wants)
+    context = context.wanting(check.wants)
     try:
         async with asyncio.timeout(check.timeout_s):
             for probe in check.probes:
@@ -151,14 +168,9 @@ async def run_check(
         error, status = classify(exc)
         detail = _describe(exc)
     latency_ms = (time.perf_counter() - t0) * 1000
-    facts = _merge(collected) if collected else CheckFacts()
-    facts = replace(
-        facts,
-        response_time_ms=int(latency_ms),
-        certificate_expiration_ms=(
-            facts.certificate_not_after_ms - int(clock() * 1000) if facts.certificate_not_after_ms else 0
-        ),
-    )
+    facts = _merge(collected) if collected else _NO_FACTS
+    if check.conditions:
+        facts = _timed(facts, latency_ms, ts_ms)
     outcomes: list[ConditionResult] = []
     for condition, failure_class in check.conditions:
         if explain:
