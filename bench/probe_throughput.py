@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,10 +64,15 @@ def start_farm(endpoints: int, engine: str, lifetime: float) -> tuple[subprocess
     return farm, port
 
 
-def farm_requests(port: int) -> int | None:
-    """Total requests the farm has answered (aiohttp engine: JSON; nginx: stub_status)."""
+_stats_calls = 0
+
+
+def farm_requests(port: int) -> int:
+    """Probe requests the farm has answered (aiohttp engine: JSON; nginx: stub_status)."""
     import urllib.request
 
+    global _stats_calls
+    _stats_calls += 1
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/__stats", timeout=5) as response:
         text = response.read().decode()
     try:
@@ -74,7 +80,7 @@ def farm_requests(port: int) -> int | None:
         return int(stats["ok"] + stats["down"] + stats["slow"] + stats["keyword"])
     except json.JSONDecodeError:
         numbers = text.split("\n")[2].split()
-        return int(numbers[2]) - 1  # nginx counts this /__stats request too
+        return int(numbers[2]) - _stats_calls  # nginx counts our /__stats requests too
 
 
 # -- Didban, in a worker process ------------------------------------------------------
@@ -173,8 +179,7 @@ async def didban_scale(port: int, services: int, interval: float, seconds: float
         "seconds": seconds,
         "checks": engine.checks_run,
         "stored": stored,
-        "farm_requests": (requests_after - requests_before) if requests_after is not None
-        and requests_before is not None else None,
+        "farm_requests": requests_after - requests_before,
         "dropped": engine.collector.stats.dropped,
         "lag_p50_ms": round(engine.lag.percentile(50) * 1000, 1),
         "lag_p99_ms": round(engine.lag.percentile(99) * 1000, 1),
@@ -205,6 +210,12 @@ def worker_main(args: argparse.Namespace) -> None:
 # -- the driver -----------------------------------------------------------------------------
 
 
+def median_run(runs: list[tuple[dict[str, Any], dict[str, Any]]], side: int) -> dict[str, Any]:
+    """The median run of one side by checks/s (its other figures come from that same run)."""
+    ordered = sorted((run[side] for run in runs), key=lambda r: float(r["rps"]))
+    return ordered[len(ordered) // 2]
+
+
 def run_json(command: list[str], timeout: float) -> dict[str, Any]:
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
@@ -225,6 +236,7 @@ def main() -> int:
                         help="target farm engine (default: nginx when installed)")
     parser.add_argument("--scale-services", type=int, default=10_000)
     parser.add_argument("--scale-seconds", type=float, default=95)
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs per mode; medians reported")
     parser.add_argument("--quick", action="store_true", help="short windows, for a smoke run")
     parser.add_argument("--json-out", help="also write the figures to this file")
     args = parser.parse_args()
@@ -232,20 +244,24 @@ def main() -> int:
         worker_main(args)
         return 0
     if args.quick:
-        args.duration, args.scale_seconds, args.endpoints = 5, 35, 2000
+        args.duration, args.scale_seconds, args.endpoints, args.repeats = 5, 35, 2000, 1
     engine = args.engine or ("nginx" if shutil.which("nginx") else "aiohttp")
     farm, port = start_farm(max(args.endpoints, args.scale_services), engine, 1800)
     rows = []
     try:
         for keepalive in ("off", "on"):
-            baseline = run_json([*pinned(1), sys.executable, str(SHARED_BENCH / "baseline_aiohttp.py"),
-                                 "--port", str(port), "-n", str(args.endpoints), "-c", str(args.concurrency),
-                                 "--keepalive", keepalive, "-d", str(args.duration), "--json"], 600)
-            didban = run_json([*pinned(1), sys.executable, __file__, "--worker", "throughput", "--port", str(port),
-                               "--endpoints", str(args.endpoints), "--concurrency", str(args.concurrency),
-                               "--duration", str(args.duration), "--warmup", str(args.warmup),
-                               "--keepalive", keepalive], 600)
-            rows.append((keepalive, baseline, didban))
+            runs = []
+            for _ in range(args.repeats):  # alternate the two so drift hits both alike
+                baseline = run_json([*pinned(1), sys.executable, str(SHARED_BENCH / "baseline_aiohttp.py"),
+                                     "--port", str(port), "-n", str(args.endpoints), "-c", str(args.concurrency),
+                                     "--keepalive", keepalive, "-d", str(args.duration), "--json"], 600)
+                didban = run_json([*pinned(1), sys.executable, __file__, "--worker", "throughput",
+                                   "--port", str(port), "--endpoints", str(args.endpoints),
+                                   "--concurrency", str(args.concurrency), "--duration", str(args.duration),
+                                   "--warmup", str(args.warmup), "--keepalive", keepalive], 600)
+                runs.append((baseline, didban))
+            rows.append((keepalive, median_run(runs, 0), median_run(runs, 1),
+                         statistics.median(d["rps"] / b["rps"] for b, d in runs)))
         scale = run_json([*pinned(1), sys.executable, __file__, "--worker", "scale", "--port", str(port),
                           "--scale-services", str(args.scale_services), "--scale-seconds", str(args.scale_seconds)],
                          args.scale_seconds + 300)
@@ -254,12 +270,12 @@ def main() -> int:
         farm.wait(10)
 
     print(f"\nProbe throughput: farm engine {engine}, {args.endpoints} endpoints (10% answer 503), "
-          f"{args.concurrency} concurrent, {args.duration:g} s windows, farm on core 0, client on core 1\n")
+          f"{args.concurrency} concurrent, medians of {args.repeats} × {args.duration:g} s, farm on core 0, "
+          "client on core 1\n")
     print("| keep-alive | bare aiohttp checks/s | Didban checks/s | ratio (target ≥ 0.80) "
           "| bare CPU-s/1000 | Didban CPU-s/1000 (target ≤ 0.55) | Didban p99 ms | stored / checked |")
     print("|---|---|---|---|---|---|---|---|")
-    for keepalive, baseline, didban in rows:
-        ratio = didban["rps"] / baseline["rps"] if baseline["rps"] else 0
+    for keepalive, baseline, didban, ratio in rows:
         print(f"| {keepalive} | {baseline['rps']:.0f} | {didban['rps']:.0f} | {ratio:.2f} "
               f"| {baseline['cpu_s_per_1000']} | {didban['cpu_s_per_1000']} | {didban['p99_ms']} "
               f"| {didban['stored']} / {didban['checks']} |")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,7 +64,13 @@ class Collector:
         self.store = store
         self.policies = policies
         self.stats = CollectorStats()
-        self._queue: asyncio.Queue[ProbeResult] = asyncio.Queue(maxsize=queue_size)
+        # A plain deque and a wake-up event: an asyncio.Queue's per-item
+        # bookkeeping cost more than the SQLite insert of the same result.
+        self._pending: deque[ProbeResult] = deque()
+        self._queue_size = queue_size
+        self._wake = asyncio.Event()
+        self._writing = False
+        self._stopping = False
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._retry_max = retry_max_seconds
@@ -95,7 +102,10 @@ class Collector:
     async def stop(self) -> None:
         """Write everything that was submitted, then stop."""
         if self._task is not None:
-            await self._queue.join()
+            self._stopping = True
+            self._wake.set()
+            while (self._pending or self._writing) and not self._task.done():
+                await asyncio.sleep(0.01)
             self._task.cancel()
             try:
                 await self._task
@@ -109,17 +119,19 @@ class Collector:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     # -- input ---------------------------------------------------------------
 
     def submit(self, result: ProbeResult) -> None:
         self.stats.received += 1
-        try:
-            self._queue.put_nowait(result)
-        except asyncio.QueueFull:
+        if len(self._pending) >= self._queue_size:
             self.stats.dropped += 1
             self._report_drops()
+            return
+        self._pending.append(result)
+        if len(self._pending) == 1:
+            self._wake.set()
 
     def _report_drops(self) -> None:
         now = time.monotonic()
@@ -141,34 +153,28 @@ class Collector:
         return await loop.run_in_executor(self._executor, function, *args)
 
     async def _take(self) -> list[ProbeResult]:
-        items = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self._flush_seconds
-        while len(items) < self._batch_size:
-            try:
-                items.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            try:
-                items.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
-        return items
+        """Wait for results, give a batch time to gather, then take up to batch_size of them."""
+        while not self._pending:
+            self.idle.set()
+            self._wake.clear()
+            await self._wake.wait()
+        self.idle.clear()
+        if len(self._pending) < self._batch_size and not self._stopping:
+            await asyncio.sleep(self._flush_seconds)
+        take = min(len(self._pending), self._batch_size)
+        return [self._pending.popleft() for _ in range(take)]
 
     async def _run(self) -> None:
         while True:
-            self.idle.set()
             items = await self._take()
-            self.idle.clear()
-            batch = self._derive(items)
-            outages = await self._write(batch)
+            self._writing = True
+            try:
+                batch = self._derive(items)
+                outages = await self._write(batch)
+            finally:
+                self._writing = False
             self.stats.written += len(items)
             self.stats.batches += 1
-            for _ in items:
-                self._queue.task_done()
             for outage in outages:
                 await self._publish(outage)
 
@@ -180,7 +186,11 @@ class Collector:
             except StoreUnavailable as exc:
                 self.stats.store_errors += 1
                 log.warning("store unavailable (%s); %d results wait, retrying in %.1fs",
-                            exc, len(batch.results) + self._queue.qsize(), delay)
+                            exc, len(batch.results) + len(self._pending), delay)
+            except Exception:  # an unexpected store error must delay results, never drop them
+                self.stats.store_errors += 1
+                log.exception("store write failed; %d results wait, retrying in %.1fs",
+                              len(batch.results) + len(self._pending), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
 
