@@ -144,3 +144,93 @@ class ServiceState:
     last_error: str | None
     open_outage: Outage | None = None
     locations: dict[str, Status] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTerms:
+    """What an agreement promises for one service."""
+
+    id: str
+    name: str
+    interval_ms: int
+    failure_threshold: int
+    target_percent: float
+    monthly_base: float
+    credit_tiers: tuple[CreditTier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementTerms:
+    """The agreement in force, as the evidence pack's agreement.json states it."""
+
+    services: tuple[ServiceTerms, ...]
+    month_basis: str = "nominal_30d"  # or "actual"
+    notice_hours: float = 72.0
+    timezone: str = "Asia/Tehran"
+    calendar: str = "jalali"
+    id: str = ""
+    title: str = ""
+    valid_from: str = ""  # Jalali YYYY-MM-DD, inclusive
+    valid_until: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LateMaintenance:
+    id: str
+    hours_short: float  # how much less than the notice period it was announced
+
+
+@dataclass(frozen=True, slots=True)
+class OutageInMonth:
+    start_ms: int
+    end_ms: int
+    excluded_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceMonth:
+    """One service's settled month.  ``availability`` is exact; display truncates it."""
+
+    service: str
+    availability_percent: float
+    downtime_ms: int
+    excluded_ms: int
+    covered_ms: int
+    month_length_ms: int
+    target_percent: float
+    met: bool
+    credit_percent: float
+    credit_amount: float
+    late_maintenance: tuple[LateMaintenance, ...] = ()
+    outages: tuple[OutageInMonth, ...] = ()
+    exclusion_reasons: tuple[str, ...] = ()
+
+    @property
+    def coverage_percent(self) -> float:
+        return 100.0 * self.covered_ms / self.month_length_ms if self.month_length_ms else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MonthReport:
+    month: str  # Jalali YYYY-MM
+    start_ms: int
+    end_ms: int
+    denominator_ms: int
+    services: tuple[ServiceMonth, ...]
+    agreement_id: str = ""
+    in_force: bool = True  # False: no agreement was in force for this month
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A service credit in the ledger: at most one per service and month, plus adjustments."""
+
+    tracking_code: str
+    month: str
+    service: str
+    credit_percent: float
+    amount: float
+    availability_percent: float
+    issued_ms: int
+    kind: str = "credit"  # "credit" | "adjustment"
+    adjusts: str | None = None  # the tracking code an adjustment corrects
