@@ -105,7 +105,10 @@ class Collector:
             self._stopping = True
             self._wake.set()
             while (self._pending or self._writing) and not self._task.done():
-                await asyncio.sleep(0.01)
+                self.idle.clear()
+                idle = asyncio.ensure_future(self.idle.wait())  # set by the writer when it has nothing left
+                await asyncio.wait({idle, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
             self._task.cancel()
             try:
                 await self._task

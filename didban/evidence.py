@@ -16,7 +16,6 @@ Export writes exactly that window, so report and replay see the same data.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 import zipfile
@@ -288,8 +287,7 @@ def _lines(handle: IO[bytes] | None, member: str) -> Iterator[dict[str, Any]]:
     if handle is None:
         return
     with handle:
-        for number, raw in enumerate(io.BufferedReader(handle, 1 << 20) if not isinstance(handle, io.BufferedReader)
-                                     else handle, 1):
+        for number, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
             try:
