@@ -9,13 +9,15 @@ services at a 30 s interval write ~29 M rows a day.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from collector.store import Batch, OutageChange, StoreUnavailable
-from didban.model import Outage, ProbeResult, ServiceState, Status
+from didban.model import Credit, Exclusion, MaintenanceWindow, Outage, ProbeResult, ServiceState, Status
 from didban.tracking import new_code
 from sla_calc.derive import Segment, TrackerState, derive_segments
 
@@ -53,6 +55,32 @@ CREATE TABLE IF NOT EXISTS segments (
     start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, down INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS segments_by_service_time ON segments (service, location, start_ms);
+CREATE TABLE IF NOT EXISTS maintenance (
+    id TEXT PRIMARY KEY, services TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+    announced_at_ms INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0, title TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS exclusions (
+    id TEXT PRIMARY KEY, services TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL, evidence TEXT NOT NULL DEFAULT '', recorded_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS month_closes (
+    month TEXT PRIMARY KEY, closed_ms INTEGER NOT NULL, report TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    tracking_code TEXT PRIMARY KEY, month TEXT NOT NULL, service TEXT NOT NULL, kind TEXT NOT NULL,
+    credit_percent REAL NOT NULL, amount REAL NOT NULL, availability_percent REAL NOT NULL,
+    issued_ms INTEGER NOT NULL, adjusts TEXT, note TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_credit_per_service_month ON ledger (month, service) WHERE kind = 'credit';
+-- A closed month is immutable: its report and its credits can be added to, never changed.
+CREATE TRIGGER IF NOT EXISTS month_closes_immutable BEFORE UPDATE ON month_closes
+BEGIN SELECT RAISE(ABORT, 'a closed month is immutable: record an adjustment instead'); END;
+CREATE TRIGGER IF NOT EXISTS month_closes_undeletable BEFORE DELETE ON month_closes
+BEGIN SELECT RAISE(ABORT, 'a closed month is immutable'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_immutable BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable: record an adjustment instead'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_undeletable BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;
 """
 
 
@@ -329,6 +357,114 @@ class SqliteStore:
                 [(s, loc, *self._latest[(s, loc)]) for s, loc in self._latest_dirty],
             )
             self._latest_dirty = set()
+
+    # -- all results of a time window (evidence, month figures) -----------------------------
+
+    def iter_results(self, start_ms: int, end_ms: int) -> Iterator[ProbeResult]:
+        rows = self._db.execute(
+            "SELECT service, location, ts_ms, status, latency_ms, error, detail, http_status FROM results "
+            "WHERE ts_ms >= ? AND ts_ms < ? ORDER BY service, ts_ms",
+            (start_ms, end_ms),
+        )
+        for service, location, ts, status, latency, error, detail, http in rows:
+            yield ProbeResult(self._service(service), self._location(location), ts, _CODE_STATUS[status],
+                              latency, error, detail or "", http)
+
+    def all_segments(self, start_ms: int, end_ms: int) -> dict[tuple[str, str], list[Segment]]:
+        """Compacted history overlapping [start, end), per (service, location)."""
+        out: dict[tuple[str, str], list[Segment]] = {}
+        rows = self._db.execute(
+            "SELECT service, location, start_ms, end_ms, down FROM segments WHERE start_ms < ? AND end_ms > ? "
+            "ORDER BY service, location, start_ms",
+            (end_ms, start_ms),
+        )
+        for service, location, start, end, down in rows:
+            out.setdefault((self._service(service), self._location(location)), []).append((start, end, bool(down)))
+        return out
+
+    # -- maintenance windows and exclusions ---------------------------------------------------
+
+    def add_maintenance(self, window: MaintenanceWindow, title: str = "") -> None:
+        self._db.execute(
+            "INSERT INTO maintenance VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (window.id, json.dumps(list(window.services)), window.start_ms, window.end_ms,
+             window.announced_at_ms, int(window.cancelled), title),
+        )
+
+    def cancel_maintenance(self, window_id: str) -> bool:
+        return self._db.execute("UPDATE maintenance SET cancelled = 1 WHERE id = ?", (window_id,)).rowcount == 1
+
+    def maintenance(self, start_ms: int | None = None, end_ms: int | None = None) -> list[MaintenanceWindow]:
+        rows = self._db.execute(
+            "SELECT id, services, start_ms, end_ms, announced_at_ms, cancelled FROM maintenance "
+            "WHERE start_ms < ? AND end_ms > ? ORDER BY start_ms",
+            (end_ms if end_ms is not None else 2**62, start_ms if start_ms is not None else -(2**62)),
+        )
+        return [MaintenanceWindow(i, tuple(json.loads(s)), a, b, ann, bool(c)) for i, s, a, b, ann, c in rows]
+
+    def add_exclusion(self, exclusion: Exclusion, recorded_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO exclusions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (exclusion.id, json.dumps(list(exclusion.services)), exclusion.start_ms, exclusion.end_ms,
+             exclusion.reason, exclusion.evidence, recorded_ms),
+        )
+
+    def exclusions(self, start_ms: int | None = None, end_ms: int | None = None) -> list[Exclusion]:
+        rows = self._db.execute(
+            "SELECT id, services, start_ms, end_ms, reason, evidence FROM exclusions "
+            "WHERE start_ms < ? AND end_ms > ? ORDER BY start_ms",
+            (end_ms if end_ms is not None else 2**62, start_ms if start_ms is not None else -(2**62)),
+        )
+        return [Exclusion(i, tuple(json.loads(s)), a, b, r, e) for i, s, a, b, r, e in rows]
+
+    # -- month closes and the credits ledger ------------------------------------------------------
+
+    def month_close(self, month: str) -> tuple[int, dict[str, Any]] | None:
+        row = self._db.execute("SELECT closed_ms, report FROM month_closes WHERE month = ?", (month,)).fetchone()
+        return (int(row[0]), json.loads(row[1])) if row else None
+
+    def record_close(self, month: str, closed_ms: int, report: dict[str, Any], credits: Sequence[Credit]) -> bool:
+        """Close a month with its report and credits, atomically; False if it was already closed."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO month_closes VALUES (?, ?, ?)",
+                (month, closed_ms, json.dumps(report, ensure_ascii=False)),
+            ).rowcount
+            if inserted:
+                for credit in credits:
+                    self._insert_credit(credit)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return bool(inserted)
+
+    def add_ledger_entry(self, entry: Credit) -> None:
+        self._insert_credit(entry)
+
+    def _insert_credit(self, credit: Credit) -> None:
+        self._db.execute(
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (credit.tracking_code, credit.month, credit.service, credit.kind, credit.credit_percent,
+             credit.amount, credit.availability_percent, credit.issued_ms, credit.adjusts, credit.note),
+        )
+
+    def ledger(self, month: str | None = None, service: str | None = None) -> list[Credit]:
+        query = "SELECT * FROM ledger WHERE 1=1"
+        params: list[object] = []
+        if month is not None:
+            query += " AND month = ?"
+            params.append(month)
+        if service is not None:
+            query += " AND service = ?"
+            params.append(service)
+        rows = self._db.execute(query + " ORDER BY month, issued_ms, service", params).fetchall()
+        return [
+            Credit(code, m, svc, pct, amount, avail, issued, kind, adjusts, note)
+            for code, m, svc, kind, pct, amount, avail, issued, adjusts, note in rows
+        ]
 
     def close(self) -> None:
         try:

@@ -214,12 +214,18 @@ class SchedulerConfig(Strict):
     jitter_seconds: float = Field(default=30, ge=0)
 
 
+class SlaConfig(Strict):
+    # After a Jalali month ends in Tehran, wait this long for late results before closing it.
+    close_grace_minutes: float = Field(default=60, ge=0)
+
+
 class DidbanConfig(Strict):
     timezone: Literal["Asia/Tehran"] = "Asia/Tehran"
     locations: list[LocationConfig] = Field(default_factory=lambda: [LocationConfig(id="local")])
     canaries: list[CanaryConfig] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    sla: SlaConfig = SlaConfig()
     agreements: list[AgreementConfig] = Field(min_length=1)
     agencies: list[AgencyConfig] = Field(min_length=1)
 

@@ -102,6 +102,9 @@ def terms_to_json(terms: AgreementTerms) -> dict[str, Any]:
                 "target_percent": s.target_percent,
                 "monthly_base": s.monthly_base,
                 "credit_tiers": [{"below": t.below, "credit_percent": t.credit_percent} for t in s.credit_tiers],
+                # Only where this service's agreement differs from the pack-wide values above.
+                **({"month_basis": s.month_basis} if s.month_basis else {}),
+                **({"notice_hours": s.notice_hours} if s.notice_hours is not None else {}),
             }
             for s in terms.services
         ],
@@ -120,6 +123,8 @@ def terms_from_json(data: dict[str, Any]) -> AgreementTerms:
                 monthly_base=float(s.get("monthly_base", 0)),
                 credit_tiers=tuple(CreditTier(float(t["below"]), float(t["credit_percent"]))
                                    for t in s.get("credit_tiers", [])),
+                month_basis=s.get("month_basis"),
+                notice_hours=float(s["notice_hours"]) if "notice_hours" in s else None,
             )
             for s in data["services"]
         )
@@ -205,8 +210,11 @@ def compute_month(
     start, end = month.bounds()
     denominator = month.denominator_ms(terms.month_basis)
     services = tuple(
-        settle_service(service, results.segments(service.id, service), (start, end), denominator,
-                       maintenance, exclusions, terms.notice_hours, now_ms)
+        settle_service(
+            service, results.segments(service.id, service), (start, end),
+            month.denominator_ms(service.month_basis or terms.month_basis), maintenance, exclusions,
+            service.notice_hours if service.notice_hours is not None else terms.notice_hours, now_ms,
+        )
         for service in terms.services
     )
     return MonthReport(str(month), start, end, denominator, services, terms.id)

@@ -157,6 +157,9 @@ class ServiceTerms:
     target_percent: float
     monthly_base: float
     credit_tiers: tuple[CreditTier, ...]
+    # Set when this service's agreement differs from the pack-wide value.
+    month_basis: str | None = None
+    notice_hours: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +237,4 @@ class Credit:
     issued_ms: int
     kind: str = "credit"  # "credit" | "adjustment"
     adjusts: str | None = None  # the tracking code an adjustment corrects
+    note: str = ""
