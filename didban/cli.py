@@ -283,6 +283,225 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(config, args.db, interval=args.interval, duration=args.duration))
 
 
+# -- SLA: month, close, credits, export, replay ----------------------------------------------
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _month(text: str) -> Any:
+    from sla_calc.periods import BadMonth, JalaliMonth
+
+    try:
+        return JalaliMonth.parse(text)
+    except BadMonth as exc:
+        raise SystemExit(f"didban: {exc}") from None
+
+
+def _store(config: DidbanConfig, db: str | None) -> Any:
+    from collector.sqlite_store import SqliteStore
+
+    path = db or config.store.sqlite.path
+    if not Path(path).exists():
+        raise SystemExit(f"didban: no store at {path}")
+    return SqliteStore(path)
+
+
+def cmd_sla_month(args: argparse.Namespace) -> int:
+    from didban.exports import build_model
+    from didban.settlement import settle
+
+    config = _load(args.config)
+    month = _month(args.month)
+    store = _store(config, args.db)
+    try:
+        settled = settle(config, store, month, now_ms=_now_ms())
+        model = build_model(config, store, settled, digest="")
+    finally:
+        store.close()
+    model.pop("evidence_pack_sha256")
+    if args.json:
+        _print_json(model)
+        return EXIT_OK
+    print(f"SLA month {model['month']} ({model['start_jalali']} – {model['end_jalali']} Tehran), "
+          f"denominator {model['denominator_minutes']:g} min, {'closed' if model['closed'] else 'open'}")
+    for agency in model["agencies"]:
+        print(f"\n{agency['name_en']} ({agency['id']})")
+        print(f"  {'SERVICE':<24} {'AVAIL %':>8} {'TARGET':>7} {'':6} {'DOWN min':>9} {'EXCL min':>9} "
+              f"{'COVER %':>8}  CREDIT")
+        for s in agency["services"]:
+            credit = f"{s['credit_percent']:g}% = {s['credit_amount']:g}" if s["credit_percent"] else "-"
+            print(f"  {s['id']:<24} {s['availability_display']:>8} {s['target_percent']:>7g} "
+                  f"{'met' if s['met'] else 'MISSED':6} {s['downtime_minutes']:>9g} {s['excluded_minutes']:>9g} "
+                  f"{s['coverage_percent']:>8.2f}  {credit} {' '.join(s['tracking_codes'])}")
+            for reason in s["exclusion_reasons"]:
+                print(f"      excluded: {reason}")
+            for late in s["late_maintenance"]:
+                print(f"      late maintenance: {late['id']} ({late['hours_short']:g} h short of the notice)")
+            for outage in s["outages"]:
+                print(f"      outage {outage['start_jalali']} → {outage['end_jalali']}: {outage['minutes']:g} min")
+    if model["no_agreement_in_force"]:
+        print(f"\nno agreement in force: {', '.join(model['no_agreement_in_force'])}")
+    return EXIT_OK
+
+
+def cmd_sla_close(args: argparse.Namespace) -> int:
+    from didban.settlement import close_month
+
+    config = _load(args.config)
+    month = _month(args.month)
+    store = _store(config, args.db)
+    try:
+        outcome = close_month(config, store, month, _now_ms())
+    except ValueError as exc:
+        print(f"didban sla close: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    if outcome.closed_now:
+        print(f"{outcome.month} closed: {len(outcome.credits)} credit(s)")
+        for credit in outcome.credits:
+            print(f"  {credit.tracking_code} {credit.service} {credit.credit_percent:g}% = {credit.amount:g}")
+    elif outcome.adjustments:
+        print(f"{outcome.month} was already closed; late evidence recorded as {len(outcome.adjustments)} adjustment(s)")
+        for entry in outcome.adjustments:
+            print(f"  {entry.tracking_code} {entry.service} adjusts {entry.adjusts}: {entry.note}")
+    else:
+        print(f"{outcome.month} was already closed; nothing changed")
+    return EXIT_OK
+
+
+def cmd_sla_credits(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    store = _store(config, args.db)
+    try:
+        entries = store.ledger(args.month, args.service)
+    finally:
+        store.close()
+    rows = [
+        {"tracking_code": e.tracking_code, "month": e.month, "service": e.service, "kind": e.kind,
+         "credit_percent": e.credit_percent, "amount": e.amount, "availability_percent": e.availability_percent,
+         "issued": e.issued_ms, "adjusts": e.adjusts, "note": e.note}
+        for e in entries
+    ]
+    if args.json:
+        _print_json(rows)
+    else:
+        print(f"{'TRACKING CODE':<14} {'MONTH':<8} {'SERVICE':<24} {'KIND':<10} {'CREDIT':>7} {'AMOUNT':>12}  NOTE")
+        for row in rows:
+            print(f"{row['tracking_code']:<14} {row['month']:<8} {row['service']:<24} {row['kind']:<10} "
+                  f"{row['credit_percent']:>6g}% {row['amount']:>12g}  {row['adjusts'] or ''} {row['note']}")
+    return EXIT_OK
+
+
+def cmd_sla_export(args: argparse.Namespace) -> int:
+    from didban.exports import export
+    from didban.settlement import settle
+
+    config = _load(args.config)
+    month = _month(args.month)
+    store = _store(config, args.db)
+    try:
+        settled = settle(config, store, month, now_ms=_now_ms())
+        print(f"exporting {month} as {args.format} …", file=sys.stderr)
+        written = export(config, store, settled, args.format, Path(args.out))
+    finally:
+        store.close()
+    print(written)
+    return EXIT_OK
+
+
+def cmd_sla_replay(args: argparse.Namespace) -> int:
+    from didban.evidence import BadPack, replay
+
+    try:
+        print(json.dumps(replay(args.pack, args.month), ensure_ascii=False))
+    except (BadPack, ValueError) as exc:
+        print(f"didban sla replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+# -- maintenance windows and exclusions -----------------------------------------------------
+
+
+def _instant(text: str) -> int:
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"didban: expected an ISO 8601 time with its offset, got {text!r}") from None
+    if moment.tzinfo is None:
+        raise SystemExit(f"didban: {text!r} has no UTC offset (write e.g. 2024-10-01T02:00:00+03:30)")
+    return int(moment.timestamp() * 1000)
+
+
+def _services(config: DidbanConfig, text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    known = {service.id for _, service in config.services()}
+    unknown = [n for n in names if n != "*" and n not in known]
+    if not names or unknown:
+        raise SystemExit(f"didban: unknown services {unknown or [text]}; expected ids from the config or *")
+    return names
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    from didban.model import MaintenanceWindow
+    from didban.timefmt import jalali
+    from didban.tracking import new_code
+
+    config = _load(args.config)
+    store = _store(config, args.db)
+    try:
+        if args.action == "add":
+            now = _now_ms()  # announced now: the server's clock, never backdated
+            window = MaintenanceWindow(new_code("MW"), _services(config, args.services), _instant(args.start),
+                                       _instant(args.end), now)
+            if window.end_ms <= window.start_ms:
+                print("didban maintenance add: --end must be after --start", file=sys.stderr)
+                return EXIT_USAGE
+            notice_h = (window.start_ms - now) / 3_600_000
+            store.add_maintenance(window, args.title)
+            rule = "meets the 72-hour notice" if notice_h >= 72 else f"LATE: only {notice_h:.1f} h of notice"
+            print(f"{window.id} announced: {jalali(window.start_ms)} → {jalali(window.end_ms)} Tehran ({rule})")
+        elif args.action == "cancel":
+            if not store.cancel_maintenance(args.id):
+                print(f"didban maintenance cancel: no window {args.id}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"{args.id} cancelled: it excludes nothing")
+        else:
+            for w in store.maintenance():
+                notice_h = (w.start_ms - w.announced_at_ms) / 3_600_000
+                print(f"{w.id} {','.join(w.services)} {jalali(w.start_ms)} → {jalali(w.end_ms)} "
+                      f"notice {notice_h:.1f} h{' CANCELLED' if w.cancelled else ''}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_exclusion(args: argparse.Namespace) -> int:
+    from didban.model import Exclusion
+    from didban.timefmt import jalali
+    from didban.tracking import new_code
+
+    config = _load(args.config)
+    store = _store(config, args.db)
+    try:
+        if args.action == "add":
+            exclusion = Exclusion(new_code("EX"), _services(config, args.services), _instant(args.start),
+                                  _instant(args.end), args.reason, args.evidence)
+            store.add_exclusion(exclusion, _now_ms())
+            print(f"{exclusion.id} recorded: {jalali(exclusion.start_ms)} → {jalali(exclusion.end_ms)}")
+        else:
+            for e in store.exclusions():
+                print(f"{e.id} {','.join(e.services)} {jalali(e.start_ms)} → {jalali(e.end_ms)}: {e.reason}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -341,6 +560,63 @@ def build_parser() -> argparse.ArgumentParser:
     condition.add_argument("--dns-rcode", default="")
     condition.add_argument("--certificate-expiration-hours", type=float, default=0)
     condition.set_defaults(handler=cmd_condition)
+
+    sla = commands.add_parser("sla", help="SLA settlement: month figures, close, credits, exports, replay")
+    sla_commands = sla.add_subparsers(dest="sla_command", required=True)
+
+    def with_store(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--config", default="config.yaml")
+        parser.add_argument("--db", help="SQLite file (default: store.sqlite.path)")
+        return parser
+
+    month = with_store(sla_commands.add_parser("month", help="a Jalali month's figures per agency and service"))
+    month.add_argument("month", help="Jalali YYYY-MM, e.g. 1403-07")
+    month.add_argument("--json", action="store_true")
+    month.set_defaults(handler=cmd_sla_month)
+
+    close = with_store(sla_commands.add_parser("close", help="close a month: report and credits (idempotent)"))
+    close.add_argument("month")
+    close.set_defaults(handler=cmd_sla_close)
+
+    credits = with_store(sla_commands.add_parser("credits", help="the credits ledger"))
+    credits.add_argument("--month")
+    credits.add_argument("--service")
+    credits.add_argument("--json", action="store_true")
+    credits.set_defaults(handler=cmd_sla_credits)
+
+    export = with_store(sla_commands.add_parser("export", help="the monthly compliance export"))
+    export.add_argument("--month", required=True)
+    export.add_argument("--format", required=True, choices=["pdf", "xlsx", "csv", "json", "pack"])
+    export.add_argument("--out", required=True, help="folder to write into")
+    export.set_defaults(handler=cmd_sla_export)
+
+    replay = sla_commands.add_parser("replay", help="recompute a month from an evidence pack alone")
+    replay.add_argument("pack", help="a pack folder, .zip or .tar.gz")
+    replay.add_argument("--month", required=True)
+    replay.set_defaults(handler=cmd_sla_replay)
+
+    maintenance = with_store(commands.add_parser("maintenance", help="planned maintenance windows"))
+    maintenance_actions = maintenance.add_subparsers(dest="action", required=True)
+    add = maintenance_actions.add_parser("add", help="announce a window (announced now, by the server's clock)")
+    add.add_argument("--services", required=True, help="comma-separated service ids, or *")
+    add.add_argument("--start", required=True, help="ISO 8601 with offset, e.g. 2024-10-01T02:00:00+03:30")
+    add.add_argument("--end", required=True)
+    add.add_argument("--title", default="")
+    cancel = maintenance_actions.add_parser("cancel")
+    cancel.add_argument("id")
+    maintenance_actions.add_parser("list")
+    maintenance.set_defaults(handler=cmd_maintenance)
+
+    exclusion = with_store(commands.add_parser("exclusion", help="infrastructure exclusions (telecom clause)"))
+    exclusion_actions = exclusion.add_subparsers(dest="action", required=True)
+    add_ex = exclusion_actions.add_parser("add")
+    add_ex.add_argument("--services", required=True)
+    add_ex.add_argument("--start", required=True)
+    add_ex.add_argument("--end", required=True)
+    add_ex.add_argument("--reason", required=True)
+    add_ex.add_argument("--evidence", default="")
+    exclusion_actions.add_parser("list")
+    exclusion.set_defaults(handler=cmd_exclusion)
     return parser
 
 

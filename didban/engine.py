@@ -147,6 +147,10 @@ class Engine:
         if self._canaries:
             scheduler.add_job(self.guard.check_now, IntervalTrigger(seconds=30), id="canaries",
                               max_instances=1, coalesce=True)
+        # Months close once they have ended in Tehran plus the grace period for late results;
+        # the same job turns evidence that arrives later into ledger adjustments.
+        scheduler.add_job(self.settle_due, IntervalTrigger(minutes=15), id="settlement", max_instances=1,
+                          coalesce=True)
         # Retention runs at night, Tehran time, when the portals are quiet.
         scheduler.add_job(self.compact, CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
                           id="retention", max_instances=1, coalesce=True)
@@ -200,6 +204,28 @@ class Engine:
         self.checks_run += 1
         self.latest[check.service] = result
         return result
+
+    # -- settlement ------------------------------------------------------------------
+
+    async def settle_due(self) -> list[str]:
+        """Close the months that are due; recheck closed ones for late evidence."""
+        from collector.sqlite_store import SqliteStore
+        from didban.settlement import close_month, due_months
+
+        store = self.collector.store
+        if not isinstance(store, SqliteStore):
+            return []  # settlement needs the system of record
+        now_ms = int(self.clock() * 1000)
+        grace_ms = int(self.config.sla.close_grace_minutes * 60_000)
+        done = []
+        for month in due_months(now_ms, grace_ms):
+            outcome = await self.collector.run_in_store(close_month, self.config, store, month, now_ms)
+            if outcome.closed_now:
+                log.info("month %s closed: %d credit(s)", month, len(outcome.credits))
+            for entry in outcome.adjustments:
+                log.warning("month %s: late evidence adjusted %s (%s)", month, entry.service, entry.note)
+            done.append(str(month))
+        return done
 
     # -- retention -------------------------------------------------------------------
 

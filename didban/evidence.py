@@ -351,23 +351,31 @@ def _jsonl(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in rows)
 
 
-def write_pack(folder: Path, contents: PackContents, report: dict[str, Any]) -> dict[str, str]:
-    """Write the pack's files and ``manifest.json``; return the manifest's digests."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {
+def pack_files(contents: PackContents, report: dict[str, Any]) -> dict[str, bytes]:
+    """The pack's files, name → bytes; ``report.json`` is the report the pack produced."""
+    return {
         "agreement.json": json.dumps(terms_to_json(contents.terms), ensure_ascii=False, indent=2).encode(),
         "results.jsonl": _jsonl(contents.results),
         "maintenance.jsonl": _jsonl(maintenance_to_json(m) for m in contents.maintenance),
         "exclusions.jsonl": _jsonl(exclusion_to_json(e) for e in contents.exclusions),
         "report.json": json.dumps(report, ensure_ascii=False, indent=2).encode(),
     }
-    digests = {}
+
+
+def digests(files: dict[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+
+
+def write_pack(folder: Path, files: dict[str, bytes]) -> str:
+    """Write the files and ``manifest.json`` (their sha256, and the pack's); return the pack digest."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (folder / name).write_bytes(data)
-        digests[name] = hashlib.sha256(data).hexdigest()
-    manifest = {"files": digests, "pack_sha256": pack_digest(digests)}
+    each = digests(files)
+    digest = pack_digest(each)
+    manifest = {"files": each, "pack_sha256": digest}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return digests
+    return digest
 
 
 def pack_digest(digests: dict[str, str]) -> str:

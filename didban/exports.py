@@ -1,0 +1,226 @@
+"""Monthly compliance exports for the inspection office: json, csv, xlsx, pdf, pack.
+
+Every format is rendered from one model (``build_model``) so they can never
+show different figures, and every format carries the sha256 digest of the
+month's evidence pack, from which anyone can re-derive the figures with
+``didban sla replay``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from collector.sqlite_store import SqliteStore
+from didban.config import DidbanConfig
+from didban.evidence import (
+    PackContents,
+    digests,
+    maintenance_to_json,
+    pack_digest,
+    pack_files,
+    report_json,
+    window,
+    write_pack,
+)
+from didban.model import iso_utc
+from didban.settlement import SettledMonth
+from didban.timefmt import jalali, persian_digits
+from sla_calc.month import truncate_percent
+
+FONTS = Path(__file__).resolve().parent / "fonts"
+FORMATS = ("json", "csv", "xlsx", "pdf", "pack")
+
+
+def evidence(config: DidbanConfig, store: SqliteStore, settled: SettledMonth) -> dict[str, bytes]:
+    """The month's evidence pack, as file name → bytes (report included)."""
+    terms = settled.terms.terms
+    low, high = window(settled.month, terms)
+    known = {s.id for s in terms.services}
+    results = (
+        {"service": r.service, "location": r.location, "ts": iso_utc(r.ts_ms), "status": r.status.value,
+         "latency_ms": r.latency_ms, "error": r.error}
+        for r in store.iter_results(low, high)
+        if r.service in known
+    )
+    contents = PackContents(terms, results, store.maintenance(low, high), store.exclusions(low, high))
+    return pack_files(contents, report_json(settled.report))
+
+
+def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth, digest: str) -> dict[str, Any]:
+    month = settled.month
+    report = settled.report
+    ledger = store.ledger(str(month))
+    closed = store.month_close(str(month))
+    agencies = []
+    for agency in config.agencies:
+        rows = []
+        for service in agency.services:
+            figures = settled.figures(service.id)
+            agreement = settled.terms.agreements.get(service.id)
+            if figures is None or agreement is None:
+                continue
+            rows.append({
+                "id": service.id,
+                "name_fa": service.name.fa,
+                "name_en": service.name.en,
+                "agreement": {"id": agreement.id, "title": agreement.title, "valid_from": agreement.valid_from,
+                              "valid_until": agreement.valid_until},
+                "availability_percent": figures.availability_percent,
+                "availability_display": truncate_percent(figures.availability_percent),
+                "target_percent": figures.target_percent,
+                "met": figures.met,
+                "downtime_minutes": round(figures.downtime_ms / 60_000, 3),
+                "excluded_minutes": round(figures.excluded_ms / 60_000, 3),
+                "exclusion_reasons": list(figures.exclusion_reasons),
+                "coverage_percent": round(figures.coverage_percent, 3),
+                "outages": [
+                    {"start": iso_utc(o.start_ms), "end": iso_utc(o.end_ms), "start_jalali": jalali(o.start_ms),
+                     "end_jalali": jalali(o.end_ms), "minutes": round((o.end_ms - o.start_ms) / 60_000, 3),
+                     "excluded_minutes": round(o.excluded_ms / 60_000, 3)}
+                    for o in figures.outages
+                ],
+                "late_maintenance": [{"id": late.id, "hours_short": late.hours_short}
+                                     for late in figures.late_maintenance],
+                "credit_percent": figures.credit_percent,
+                "credit_amount": figures.credit_amount,
+                "tracking_codes": [entry.tracking_code for entry in ledger if entry.service == service.id],
+            })
+        if rows:
+            agencies.append({"id": agency.id, "name_fa": agency.name.fa, "name_en": agency.name.en,
+                             "services": rows})
+    low, high = window(month, settled.terms.terms)
+    return {
+        "month": str(month),
+        "start": iso_utc(report.start_ms),
+        "end": iso_utc(report.end_ms),
+        "start_jalali": jalali(report.start_ms),
+        "end_jalali": jalali(report.end_ms),
+        "denominator_minutes": report.denominator_ms / 60_000,
+        "month_basis": settled.terms.terms.month_basis,
+        "closed": closed is not None,
+        "closed_at": iso_utc(closed[0]) if closed else None,
+        "closed_at_jalali": jalali(closed[0]) if closed else None,
+        "agencies": agencies,
+        "no_agreement_in_force": settled.terms.not_in_force,
+        "maintenance": [maintenance_to_json(m) for m in store.maintenance(low, high)],
+        "evidence_pack_sha256": digest,
+    }
+
+
+# -- formats ------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("agency", "service", "name_fa", "name_en", "availability_display", "availability_percent",
+               "target_percent", "met", "downtime_minutes", "excluded_minutes", "exclusion_reasons",
+               "coverage_percent", "late_maintenance", "credit_percent", "credit_amount", "tracking_codes",
+               "agreement")
+
+
+def _flat_rows(model: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for agency in model["agencies"]:
+        for service in agency["services"]:
+            rows.append({
+                "agency": agency["id"], "service": service["id"], "name_fa": service["name_fa"],
+                "name_en": service["name_en"], "availability_display": service["availability_display"],
+                "availability_percent": service["availability_percent"],
+                "target_percent": service["target_percent"], "met": "yes" if service["met"] else "no",
+                "downtime_minutes": service["downtime_minutes"], "excluded_minutes": service["excluded_minutes"],
+                "exclusion_reasons": "; ".join(service["exclusion_reasons"]),
+                "coverage_percent": service["coverage_percent"],
+                "late_maintenance": " ".join(m["id"] for m in service["late_maintenance"]),
+                "credit_percent": service["credit_percent"], "credit_amount": service["credit_amount"],
+                "tracking_codes": " ".join(service["tracking_codes"]), "agreement": service["agreement"]["id"],
+            })
+    return rows
+
+
+def to_json(model: dict[str, Any]) -> bytes:
+    return json.dumps(model, ensure_ascii=False, indent=2).encode()
+
+
+def to_csv(model: dict[str, Any]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(_flat_rows(model))
+    buffer.write(f"# evidence pack sha256: {model['evidence_pack_sha256']}\n")
+    # The BOM makes Excel read the file as UTF-8, so Persian names show correctly.
+    return "\ufeff".encode() + buffer.getvalue().encode()
+
+
+def to_xlsx(model: dict[str, Any]) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    summary = book.active
+    assert summary is not None
+    summary.title = "summary"
+    summary.sheet_view.rightToLeft = True
+    summary.append(["ماه", model["month"], "از", model["start_jalali"], "تا", model["end_jalali"]])
+    summary.append(["evidence pack sha256", model["evidence_pack_sha256"]])
+    summary.append([])
+    header = ["agency", "services", "met", "missed", "credits (sum of amounts)"]
+    summary.append(header)
+    for cell in summary[summary.max_row]:
+        cell.font = Font(bold=True)
+    for agency in model["agencies"]:
+        services = agency["services"]
+        summary.append([agency["name_fa"], len(services), sum(s["met"] for s in services),
+                        sum(not s["met"] for s in services), sum(s["credit_amount"] for s in services)])
+    for agency in model["agencies"]:
+        sheet = book.create_sheet(agency["id"][:31])
+        sheet.sheet_view.rightToLeft = True
+        sheet.append(list(CSV_COLUMNS))
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        for row in _flat_rows({"agencies": [agency]}):
+            sheet.append([row[column] for column in CSV_COLUMNS])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def to_pdf(model: dict[str, Any]) -> bytes:
+    import jinja2
+    from weasyprint import HTML
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+        autoescape=True,
+    )
+    environment.filters["fa"] = lambda value: persian_digits(str(value))
+    environment.filters["pct"] = lambda value: persian_digits(truncate_percent(float(value)))
+    html = environment.get_template("sla_report.html").render(model=model, font_dir=FONTS.as_uri())
+    return bytes(HTML(string=html, base_url=str(FONTS)).write_pdf())
+
+
+RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], bytes]]] = {
+    "json": ("json", to_json),
+    "csv": ("csv", to_csv),
+    "xlsx": ("xlsx", to_xlsx),
+    "pdf": ("pdf", to_pdf),
+}
+
+
+def export(config: DidbanConfig, store: SqliteStore, settled: SettledMonth, fmt: str, out: Path) -> Path:
+    """Write one export of the month into ``out``; returns the file (or, for a pack, the folder)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    files = evidence(config, store, settled)
+    digest = pack_digest(digests(files))
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "pack":
+        folder = out / f"didban-evidence-{settled.month}"
+        write_pack(folder, files)
+        return folder
+    extension, render = RENDERERS[fmt]
+    target = out / f"didban-sla-{settled.month}.{extension}"
+    target.write_bytes(render(build_model(config, store, settled, digest)))
+    return target
+
