@@ -10,6 +10,7 @@ services at a 30 s interval write ~29 M rows a day.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,8 @@ from collector.store import Batch, OutageChange, StoreUnavailable
 from didban.model import Credit, Exclusion, MaintenanceWindow, Outage, ProbeResult, ServiceState, Status
 from didban.tracking import new_code
 from sla_calc.derive import Segment, TrackerState, derive_segments
+
+log = logging.getLogger("didban.store")
 
 _STATUS_CODE = {Status.UP: 0, Status.DOWN: 1, Status.UNKNOWN: 2}
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
@@ -55,6 +58,10 @@ CREATE TABLE IF NOT EXISTS segments (
     start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, down INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS segments_by_service_time ON segments (service, location, start_ms);
+CREATE TABLE IF NOT EXISTS horizons (
+    service INTEGER NOT NULL, location INTEGER NOT NULL, horizon_ms INTEGER NOT NULL,
+    PRIMARY KEY (service, location)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS maintenance (
     id TEXT PRIMARY KEY, services TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
     announced_at_ms INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0, title TEXT NOT NULL DEFAULT ''
@@ -111,6 +118,7 @@ class SqliteStore:
         self._latest = {(s, loc): (ts, st, since, lat, err) for s, loc, ts, st, since, lat, err in rows}
         self._latest_dirty: set[tuple[int, int]] = set()
         self._latest_flushed = time.monotonic()
+        self._horizons = {(s, loc): h for s, loc, h in self._db.execute("SELECT * FROM horizons")}
 
     # -- interning ---------------------------------------------------------
 
@@ -160,6 +168,10 @@ class SqliteStore:
                     since = result.ts_ms if state_changed else previous[2]  # type: ignore[index]
                     self._latest[(service, location)] = (result.ts_ms, code, since, result.latency_ms, result.error)
                     (touched if state_changed else self._latest_dirty).add((service, location))
+            for service, location, ts_ms, *_ in rows:
+                horizon = self._horizons.get((service, location))
+                if horizon is not None and ts_ms <= horizon:
+                    self._roll_back_horizon((service, location), ts_ms)
             db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             # A change of state is written with its result, so "since" survives a crash; the
             # last latency of an unchanged state is refreshed every few seconds.
@@ -308,46 +320,105 @@ class SqliteStore:
 
     # -- retention -----------------------------------------------------------
 
-    def compact(self, service: str, location: str, before_ms: int, interval_ms: int, threshold: int) -> int:
-        """Replace raw results before the cut with run-length segments.
+    # -- materialized segments: fast month figures, and retention ------------------------------
+    #
+    # Derived segments are stored up to a per-(service, location) *horizon*
+    # placed at a non-down result: derivation restarts exactly there (an up
+    # or unknown ends any run), so stored segments plus a derivation of the
+    # raw results after the horizon equal a derivation of everything.
 
-        The cut is moved back to the last ``up`` result before ``before_ms``, so
-        no run straddles it: derivation from the raw results after the cut then
-        gives the same figures as if nothing had been compacted.
-        """
+    def _pair(self, service: str, location: str) -> tuple[int, int] | None:
         service_key = self._keys.get(("services", service))
         location_key = self._keys.get(("locations", location))
-        if service_key is None or location_key is None:
-            return 0
-        db = self._db
-        row = db.execute(
-            "SELECT max(ts_ms) FROM results WHERE service = ? AND location = ? AND ts_ms < ? AND status = 0",
-            (service_key, location_key, before_ms),
+        return None if service_key is None or location_key is None else (service_key, location_key)
+
+    def horizon(self, service: str, location: str) -> int | None:
+        pair = self._pair(service, location)
+        return self._horizons.get(pair) if pair else None
+
+    def _last_non_down(self, pair: tuple[int, int], before_ms: int, after_ms: int | None = None) -> int | None:
+        row = self._db.execute(
+            "SELECT max(ts_ms) FROM results WHERE service = ? AND location = ? AND ts_ms < ? AND ts_ms > ? "
+            "AND status != 1",
+            (*pair, before_ms, after_ms if after_ms is not None else -(2**62)),
         ).fetchone()
-        cut = row[0]
+        return int(row[0]) if row[0] is not None else None
+
+    def lead_start(self, service: str, location: str, at_ms: int) -> int | None:
+        """The last non-down result at or before ``at_ms``: where an exact derivation of what follows may start."""
+        pair = self._pair(service, location)
+        return self._last_non_down(pair, at_ms + 1) if pair else None
+
+    def materialize(self, service: str, location: str, until_ms: int, interval_ms: int, threshold: int) -> int:
+        """Store the derived segments of raw results up to the last non-down result before ``until_ms``."""
+        pair = self._pair(service, location)
+        if pair is None:
+            return 0
+        horizon = self._horizons.get(pair)
+        cut = self._last_non_down(pair, until_ms, horizon)
         if cut is None:
             return 0
-        raw = db.execute(
-            "SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms <= ? "
+        raw = self._db.execute(
+            "SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms >= ? AND ts_ms <= ? "
             "ORDER BY ts_ms",
-            (service_key, location_key, cut),
+            (*pair, horizon if horizon is not None else -(2**62), cut),
         ).fetchall()
         derived = derive_segments(((ts, _CODE_STATUS[st]) for ts, st in raw), interval_ms, threshold)
         kept = [(start, min(end, cut), down) for start, end, down in derived if start < cut]
+        db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
-                [(service_key, location_key, start, end, int(down)) for start, end, down in kept],
-            )
-            removed = db.execute(
-                "DELETE FROM results WHERE service = ? AND location = ? AND ts_ms < ?",
-                (service_key, location_key, cut),
-            ).rowcount
+            db.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
+                           [(*pair, start, end, int(down)) for start, end, down in kept])
+            db.execute("INSERT OR REPLACE INTO horizons VALUES (?, ?, ?)", (*pair, cut))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._horizons[pair] = cut
+        return len(kept)
+
+    def _roll_back_horizon(self, pair: tuple[int, int], late_ms: int) -> None:
+        """A result arrived before the horizon: forget what it may change (inside write's transaction)."""
+        restart = self._last_non_down(pair, late_ms)
+        if restart is None:
+            log.warning("a result older than the kept raw history arrived for %s; it is stored as evidence "
+                        "but the compacted figures before it stay as they were", self._ids[("services", pair[0])])
+            return
+        self._db.execute("DELETE FROM segments WHERE service = ? AND location = ? AND start_ms >= ?",
+                         (*pair, restart))
+        self._db.execute("UPDATE segments SET end_ms = ? WHERE service = ? AND location = ? AND end_ms > ?",
+                         (restart, *pair, restart))
+        self._db.execute("INSERT OR REPLACE INTO horizons VALUES (?, ?, ?)", (*pair, restart))
+        self._horizons[pair] = restart
+
+    def period_segments(self, service: str, location: str, start_ms: int, end_ms: int, interval_ms: int,
+                        threshold: int) -> list[Segment]:
+        """Segments of (service, location) for [start, end): stored ones, then the raw results after them."""
+        pair = self._pair(service, location)
+        if pair is None:
+            return []
+        stored = self.segments(service, location, start_ms, end_ms)
+        horizon = self._horizons.get(pair)
+        derived: list[Segment] = []
+        if horizon is None or horizon < end_ms:
+            raw = self._db.execute(
+                "SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms",
+                (*pair, horizon if horizon is not None else -(2**62), end_ms + 2 * interval_ms),
+            )
+            derived = derive_segments(((ts, _CODE_STATUS[st]) for ts, st in raw), interval_ms, threshold)
+        return stored + derived
+
+    def compact(self, service: str, location: str, before_ms: int, interval_ms: int, threshold: int) -> int:
+        """Retention: materialize up to ``before_ms``, then drop the raw results before the horizon."""
+        self.materialize(service, location, before_ms, interval_ms, threshold)
+        pair = self._pair(service, location)
+        horizon = self._horizons.get(pair) if pair else None
+        if pair is None or horizon is None:
+            return 0
+        removed = self._db.execute("DELETE FROM results WHERE service = ? AND location = ? AND ts_ms < ?",
+                                   (*pair, horizon)).rowcount
         return int(removed)
 
     def _flush_latest(self) -> None:

@@ -7,10 +7,12 @@ report it produced).  ``replay`` recomputes a month from the pack alone — no
 config, no database — with the same functions the service uses, so an
 exported month replays to identical figures.
 
-The month is computed from the results in ``[start − 24 h, end + 2 ×
-interval)``: the lead-in lets a run of failures that began just before the
-month be judged whole, the tail gives the month's last result its coverage.
-Export writes exactly that window, so report and replay see the same data.
+Derivation restarts exactly at any non-down result (an up or unknown ends
+every run), so for each (service, location) a pack holds the results from
+the last non-down result at or before the month's start to ``end + 2 ×
+interval`` (the tail gives the month's last result its coverage).  Replayed,
+they give the same segments inside the month as the service's own
+derivation of its whole history.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import hashlib
 import json
 import tarfile
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +42,6 @@ from sla_calc.derive import Segment, derive_segments
 from sla_calc.month import settle_service
 from sla_calc.periods import JalaliMonth
 
-LEAD_IN_MS = 24 * 3_600_000
 PACK_FILES = ("agreement.json", "results.jsonl", "maintenance.jsonl", "exclusions.jsonl")
 _STATUS_BITS = {"up": 0, "down": 1, "unknown": 2}
 _BITS_STATUS = (Status.UP, Status.DOWN, Status.UNKNOWN)
@@ -50,11 +51,10 @@ class BadPack(ValueError):
     """The pack is missing a file or holds something that is not the format."""
 
 
-def window(month: JalaliMonth, terms: AgreementTerms) -> tuple[int, int]:
-    """The results a month's figures depend on."""
-    start, end = month.bounds()
+def tail_end(month: JalaliMonth, terms: AgreementTerms) -> int:
+    """Results up to here matter to the month: the last one inside covers up to two intervals."""
     longest = max((s.interval_ms for s in terms.services), default=0)
-    return start - LEAD_IN_MS, end + 2 * longest
+    return month.end_ms() + 2 * longest
 
 
 # -- timestamps ----------------------------------------------------------------
@@ -188,7 +188,8 @@ class ResultIndex:
             entries = self._by_key[key] = []
         entries.append(ts_ms << 2 | _STATUS_BITS[status])
 
-    def segments(self, service: str, terms: ServiceTerms) -> list[list[Segment]]:
+    def segments(self, terms: ServiceTerms) -> list[list[Segment]]:
+        service = terms.id
         out = []
         for (svc, _), entries in sorted(self._by_key.items()):
             if svc != service:
@@ -199,10 +200,13 @@ class ResultIndex:
         return out
 
 
+SegmentSource = Callable[[ServiceTerms], list[list[Segment]]]
+
+
 def compute_month(
     month: JalaliMonth,
     terms: AgreementTerms,
-    results: ResultIndex,
+    segments: SegmentSource,
     maintenance: Sequence[MaintenanceWindow],
     exclusions: Sequence[Exclusion],
     now_ms: int | None = None,
@@ -211,7 +215,7 @@ def compute_month(
     denominator = month.denominator_ms(terms.month_basis)
     services = tuple(
         settle_service(
-            service, results.segments(service.id, service), (start, end),
+            service, segments(service), (start, end),
             month.denominator_ms(service.month_basis or terms.month_basis), maintenance, exclusions,
             service.notice_hours if service.notice_hours is not None else terms.notice_hours, now_ms,
         )
@@ -318,7 +322,7 @@ def replay(path: str | Path, month_text: str) -> dict[str, Any]:
             raise BadPack(f"agreement.json: not JSON ({exc})") from None
     known = {s.id for s in terms.services}
     index = ResultIndex()
-    low, high = window(month, terms)
+    high = tail_end(month, terms)
     for number, line in enumerate(_lines(pack.open("results.jsonl"), "results.jsonl"), 1):
         try:
             service = line["service"]
@@ -329,11 +333,11 @@ def replay(path: str | Path, month_text: str) -> dict[str, Any]:
             raise BadPack(f"results.jsonl:{number}: expected service, ts and status ({exc})") from None
         if status not in _STATUS_BITS:
             raise BadPack(f"results.jsonl:{number}: status must be up, down or unknown, got {status!r}")
-        if service in known and low <= ts < high:
+        if service in known and ts < high:
             index.add(service, location, ts, status)
     maintenance = [maintenance_from_json(m) for m in _lines(pack.open("maintenance.jsonl"), "maintenance.jsonl")]
     exclusions = [exclusion_from_json(e) for e in _lines(pack.open("exclusions.jsonl"), "exclusions.jsonl")]
-    return report_json(compute_month(month, terms, index, maintenance, exclusions))
+    return report_json(compute_month(month, terms, index.segments, maintenance, exclusions))
 
 
 # -- writing a pack ------------------------------------------------------------------------------

@@ -24,11 +24,11 @@ from didban.evidence import (
     pack_digest,
     pack_files,
     report_json,
-    window,
+    tail_end,
     write_pack,
 )
 from didban.model import iso_utc
-from didban.settlement import SettledMonth
+from didban.settlement import SettledMonth, pack_results
 from didban.timefmt import jalali, persian_digits
 from sla_calc.month import truncate_percent
 
@@ -39,15 +39,13 @@ FORMATS = ("json", "csv", "xlsx", "pdf", "pack")
 def evidence(config: DidbanConfig, store: SqliteStore, settled: SettledMonth) -> dict[str, bytes]:
     """The month's evidence pack, as file name → bytes (report included)."""
     terms = settled.terms.terms
-    low, high = window(settled.month, terms)
-    known = {s.id for s in terms.services}
+    start, high = settled.month.start_ms(), tail_end(settled.month, terms)
     results = (
         {"service": r.service, "location": r.location, "ts": iso_utc(r.ts_ms), "status": r.status.value,
          "latency_ms": r.latency_ms, "error": r.error}
-        for r in store.iter_results(low, high)
-        if r.service in known
+        for r in pack_results(store, settled.month, terms)
     )
-    contents = PackContents(terms, results, store.maintenance(low, high), store.exclusions(low, high))
+    contents = PackContents(terms, results, store.maintenance(start, high), store.exclusions(start, high))
     return pack_files(contents, report_json(settled.report))
 
 
@@ -93,7 +91,7 @@ def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth,
         if rows:
             agencies.append({"id": agency.id, "name_fa": agency.name.fa, "name_en": agency.name.en,
                              "services": rows})
-    low, high = window(month, settled.terms.terms)
+    low, high = month.start_ms(), tail_end(month, settled.terms.terms)
     return {
         "month": str(month),
         "start": iso_utc(report.start_ms),

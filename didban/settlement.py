@@ -13,15 +13,16 @@ a rewrite.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from collector.sqlite_store import SqliteStore
 from didban.config import AgreementConfig, DidbanConfig
-from didban.evidence import ResultIndex, compute_month, report_json, window
+from didban.evidence import compute_month, report_json, tail_end
 from didban.model import AgreementTerms, Credit, CreditTier, MonthReport, ProbeResult, ServiceMonth, ServiceTerms
 from didban.tracking import new_code
+from sla_calc.derive import Segment
 from sla_calc.periods import JalaliMonth
 
 
@@ -74,13 +75,6 @@ def month_terms(config: DidbanConfig, month: JalaliMonth) -> MonthTerms:
     return MonthTerms(terms, outside, by_service)
 
 
-def index_results(results: Iterable[ProbeResult]) -> ResultIndex:
-    index = ResultIndex()
-    for result in results:
-        index.add(result.service, result.location, result.ts_ms, result.status.value)
-    return index
-
-
 @dataclass
 class SettledMonth:
     month: JalaliMonth
@@ -100,12 +94,28 @@ class SettledMonth:
 def settle(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int | None = None) -> SettledMonth:
     """The month's figures from the store (``now_ms`` limits a month still running)."""
     terms = month_terms(config, month)
-    low, high = window(month, terms.terms)
-    index = index_results(store.iter_results(low, high))
-    end = month.end_ms()
-    report = compute_month(month, terms.terms, index, store.maintenance(low, high), store.exclusions(low, high),
+    start, end = month.bounds()
+
+    def segments(service: ServiceTerms) -> list[list[Segment]]:
+        return [store.period_segments(service.id, location, start, end, service.interval_ms,
+                                      service.failure_threshold)
+                for location in store.locations_of(service.id)]
+
+    high = tail_end(month, terms.terms)
+    report = compute_month(month, terms.terms, segments, store.maintenance(start, high), store.exclusions(start, high),
                            now_ms=now_ms if now_ms is not None and now_ms < end else None)
     return SettledMonth(month, report, terms)
+
+
+def pack_results(store: SqliteStore, month: JalaliMonth, terms: AgreementTerms) -> Iterator[ProbeResult]:
+    """The results an evidence pack needs: per service, from the last non-down result at or before
+    the month's start (derivation restarts exactly there) to the month's tail."""
+    start = month.start_ms()
+    high = tail_end(month, terms)
+    for service in terms.services:
+        leads = [store.lead_start(service.id, location, start) for location in store.locations_of(service.id)]
+        low = min((lead for lead in leads if lead is not None), default=None)
+        yield from store.results(service.id, low if low is not None else -(2**62), high)
 
 
 @dataclass(frozen=True)

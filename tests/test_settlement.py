@@ -292,3 +292,50 @@ def test_maintenance_announced_through_the_cli_uses_the_servers_clock(db_path: P
 
     assert abs(window.announced_at_ms - time.time() * 1000) < 60_000
 
+
+
+# -- materialized segments: the fast path gives the same figures ---------------------------
+
+
+def figures(store: SqliteStore) -> list[tuple[str, float, int, int]]:
+    report = settle(config(), store, MONTH).report
+    return [(s.service, s.availability_percent, s.downtime_ms, s.covered_ms) for s in report.services]
+
+
+def test_materialized_segments_give_the_same_month_as_raw_results(store: SqliteStore) -> None:
+    fill(store, "portal", downs=[(20_000, 20_030)], location="mashhad")  # a second location
+    before = figures(store)
+    for cut_minute in (500, 700, 20_010, 30_000, 43_300):  # inside outages and between them
+        for location in ("tabriz", "mashhad"):
+            store.materialize("portal", location, START + cut_minute * MIN, INTERVAL, 2)
+        store.materialize("dispatch", "tabriz", START + cut_minute * MIN, INTERVAL, 2)
+        assert figures(store) == before, cut_minute
+    assert store.horizon("portal", "tabriz") is not None
+
+
+def test_a_late_result_before_the_horizon_is_counted(store: SqliteStore, db_path: Path) -> None:
+    store.materialize("dispatch", "tabriz", END, INTERVAL, 2)
+    # Three late failures of dispatch arrive (from a second probe run that was cut off), between
+    # the up at minute 3000 and the up at 3005: an outage from 3000 min + 1 s to 3005 min.
+    late = [ProbeResult("dispatch", "tabriz", START + 3000 * MIN + i * 1000, Status.DOWN, 1.0, "timeout")
+            for i in (1, 2, 3)]
+    store.write(Batch(results=late))
+    materialized = figures(store)
+    fresh = SqliteStore(db_path)
+    with sqlite3.connect(db_path) as connection:
+        connection.execute("DELETE FROM segments")
+        connection.execute("DELETE FROM horizons")
+    recomputed = figures(SqliteStore(db_path))
+    fresh.close()
+    assert materialized == recomputed
+    dispatch = next(f for f in materialized if f[0] == "dispatch")
+    assert dispatch[2] == 5 * MIN - 1000
+
+
+def test_retention_compaction_keeps_the_month_and_its_replay(store: SqliteStore, tmp_path: Path) -> None:
+    before = figures(store)
+    removed = sum(store.compact(s, "tabriz", START - 60 * MIN, INTERVAL, 2) for s in NAMES)
+    assert removed > 0
+    assert figures(store) == before
+    folder = export(config(), store, settle(config(), store, MONTH), "pack", tmp_path)
+    assert replay(folder, str(MONTH))["services"] == json.loads((folder / "report.json").read_text())["services"]
