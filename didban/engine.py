@@ -151,6 +151,9 @@ class Engine:
         # the same job turns evidence that arrives later into ledger adjustments.
         scheduler.add_job(self.settle_due, IntervalTrigger(minutes=15), id="settlement", max_instances=1,
                           coalesce=True)
+        # Derived segments are stored as results age, so month figures never re-read a month of results.
+        scheduler.add_job(self.materialize, IntervalTrigger(minutes=30), id="materialize", max_instances=1,
+                          coalesce=True)
         # Retention runs at night, Tehran time, when the portals are quiet.
         scheduler.add_job(self.compact, CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
                           id="retention", max_instances=1, coalesce=True)
@@ -228,6 +231,23 @@ class Engine:
         return done
 
     # -- retention -------------------------------------------------------------------
+
+    async def materialize(self) -> int:
+        """Store derived segments up to an hour ago (later results may still arrive out of order)."""
+        from collector.sqlite_store import SqliteStore
+
+        store = self.collector.store
+        if not isinstance(store, SqliteStore):
+            return 0
+        until_ms = int((self.clock() - 3600) * 1000)
+        written = 0
+        for _, service in self.config.services():
+            for location in await self.collector.run_in_store(store.locations_of, service.id):
+                written += await self.collector.run_in_store(
+                    store.materialize, service.id, location, until_ms,
+                    int(service.interval_seconds * 1000), service.failure_threshold,
+                )
+        return written
 
     async def compact(self) -> int:
         """Compact raw results older than retention_days into run-length segments."""

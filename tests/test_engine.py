@@ -150,3 +150,24 @@ async def test_retention_compacts_old_results_into_segments(db_path: Path) -> No
         (old, old + 60_000, False), (old + 60_000, old + 180_000, True), (old + 180_000, old + 240_000, False)
     ]
     store.close()
+
+
+async def test_materialize_job_stores_segments_up_to_an_hour_ago(db_path: Path) -> None:
+    import time as clock
+
+    from collector.store import Batch
+    from didban.model import ProbeResult
+
+    now = clock.time()
+    start = int((now - 3 * 3600) * 1000)
+    store = SqliteStore(db_path)
+    store.write(Batch(results=[ProbeResult("portal", "local", start + i * 60_000, Status.UP, 1.0)
+                               for i in range(180)]))
+    config = make_config([{"id": "portal", "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]}])
+    engine = Engine(config, store, "local", clock=lambda: now)
+    await engine.collector.start()
+    assert await engine.materialize() == 1  # one steady 'up' segment
+    await engine.collector.stop()
+    horizon = store.horizon("portal", "local")
+    assert horizon is not None and now * 1000 - 3600_000 - 61_000 <= horizon < now * 1000 - 3600_000
+    store.close()
