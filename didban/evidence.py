@@ -44,6 +44,11 @@ from sla_calc.periods import JalaliMonth
 
 PACK_FILES = ("agreement.json", "results.jsonl", "maintenance.jsonl", "exclusions.jsonl")
 _STATUS_BITS = {"up": 0, "down": 1, "unknown": 2}
+
+try:  # orjson parses a pack's millions of lines several times faster; json is the fallback
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
 _BITS_STATUS = (Status.UP, Status.DOWN, Status.UNKNOWN)
 
 
@@ -59,20 +64,25 @@ def tail_end(month: JalaliMonth, terms: AgreementTerms) -> int:
 
 # -- timestamps ----------------------------------------------------------------
 
-_DAY_MS: dict[str, int] = {}
+_MINUTE_MS: dict[str, int] = {}
 
 
 def parse_ts(text: str) -> int:
     """ISO 8601 UTC (``2024-09-22T20:30:00Z``, optional fraction) → epoch ms.
 
-    The fast path parses the fixed layout Didban writes; anything else goes
-    through ``datetime.fromisoformat`` and must carry a UTC offset.
+    The fast path parses the fixed layout Didban writes, caching each minute
+    (a month of one-second results has 43,200 minutes and 2.6 M timestamps);
+    anything else goes through ``datetime.fromisoformat`` and must carry a
+    UTC offset.
     """
-    if len(text) >= 20 and text[-1] == "Z" and text[10] == "T" and text[13] == ":" and text[16] == ":":
-        day = _DAY_MS.get(text[:10])
-        if day is None:
-            day = _DAY_MS[text[:10]] = int(datetime.fromisoformat(text[:10]).replace(tzinfo=UTC).timestamp()) * 1000
-        ms = day + (int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])) * 1000
+    if len(text) >= 20 and text[-1] == "Z" and text[10] == "T" and text[16] == ":" and text[18].isdigit():
+        minute = _MINUTE_MS.get(text[:16])
+        if minute is None:
+            if len(_MINUTE_MS) > 200_000:
+                _MINUTE_MS.clear()
+            moment = datetime.fromisoformat(text[:16]).replace(tzinfo=UTC)
+            minute = _MINUTE_MS[text[:16]] = int(moment.timestamp()) * 1000
+        ms = minute + int(text[17:19]) * 1000
         if len(text) > 20 and text[19] == ".":
             ms += int(text[20:-1].ljust(3, "0")[:3])
         return ms
@@ -300,12 +310,15 @@ def _lines(handle: IO[bytes] | None, member: str) -> Iterator[dict[str, Any]]:
         return
     with handle:
         for number, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
             try:
-                yield json.loads(raw)
+                line = _loads(raw)
             except ValueError:
+                if not raw.strip():
+                    continue
                 raise BadPack(f"{member}:{number}: not a JSON object") from None
+            if not isinstance(line, dict):
+                raise BadPack(f"{member}:{number}: expected a JSON object")
+            yield line
 
 
 def replay(path: str | Path, month_text: str) -> dict[str, Any]:
