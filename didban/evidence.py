@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from orjson import loads as _loads  # parses a pack's millions of lines several times faster than json
+
 from didban.model import (
     AgreementTerms,
     CreditTier,
@@ -44,8 +46,6 @@ from sla_calc.periods import JalaliMonth
 
 PACK_FILES = ("agreement.json", "results.jsonl", "maintenance.jsonl", "exclusions.jsonl")
 _STATUS_BITS = {"up": 0, "down": 1, "unknown": 2}
-
-from orjson import loads as _loads  # parses a pack's millions of lines several times faster than json
 
 _BITS_STATUS = (Status.UP, Status.DOWN, Status.UNKNOWN)
 
