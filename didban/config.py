@@ -214,6 +214,99 @@ class SchedulerConfig(Strict):
     jitter_seconds: float = Field(default=30, ge=0)
 
 
+# -- alerting -----------------------------------------------------------------
+
+
+class EmailChannelConfig(Strict):
+    type: Literal["email"]
+    id: str = Field(pattern=SLUG)
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None  # the password comes from DIDBAN_SMTP_PASSWORD
+    sender: str = Field(min_length=3)  # the From header, e.g. "Didban <noreply@example.ir>"
+    ca_file: str | None = None  # trust this CA instead of the system's (a private mail relay)
+    timeout_seconds: float = Field(default=20, gt=0)
+    rate_per_second: float = Field(default=20, gt=0)
+
+
+class KavenegarChannelConfig(Strict):
+    type: Literal["kavenegar"]
+    id: str = Field(pattern=SLUG)
+    base_url: str = Field(default="https://api.kavenegar.com", pattern=r"^https?://")
+    sender: str | None = None  # the line number; the account's default when omitted
+    timeout_seconds: float = Field(default=15, gt=0)
+    rate_per_second: float = Field(default=20, gt=0)
+    max_segments: int = Field(default=2, ge=1, le=6)
+
+
+class HttpSmsChannelConfig(Strict):
+    """Any SMS provider with an HTTP API: the body is a Jinja2 template of {{ to }} and {{ text }}."""
+
+    type: Literal["http_sms"]
+    id: str = Field(pattern=SLUG)
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["POST", "GET", "PUT"] = "POST"
+    body_template: str = '{"to": {{ to | tojson }}, "text": {{ text | tojson }}}'
+    content_type: str = "application/json"
+    headers: dict[str, str] = Field(default_factory=dict)  # "{{ api_key }}" is replaced by DIDBAN_SMS_API_KEY
+    timeout_seconds: float = Field(default=15, gt=0)
+    rate_per_second: float = Field(default=20, gt=0)
+    max_segments: int = Field(default=2, ge=1, le=6)
+
+
+class WebhookChannelConfig(Strict):
+    """JSON POST, signed with HMAC-SHA256 of the body (secret: DIDBAN_WEBHOOK_SECRET)."""
+
+    type: Literal["webhook"]
+    id: str = Field(pattern=SLUG)
+    url: str = Field(pattern=r"^https?://")
+    timeout_seconds: float = Field(default=15, gt=0)
+    rate_per_second: float = Field(default=20, gt=0)
+
+
+ChannelConfig = Annotated[
+    EmailChannelConfig | KavenegarChannelConfig | HttpSmsChannelConfig | WebhookChannelConfig,
+    Field(discriminator="type"),
+]
+
+
+class RecipientConfig(Strict):
+    channel: str
+    to: str
+    lang: Literal["fa", "en"] = "fa"
+
+
+class StaffConfig(Strict):
+    """Who is told about an agency's outages: level 0 at once, each next level if nobody acknowledges."""
+
+    agency: str
+    levels: list[list[RecipientConfig]] = Field(min_length=1)
+    escalate_after_minutes: float = Field(default=15, gt=0)
+
+
+class BurnWindowConfig(Strict):
+    hours: float = Field(gt=0)
+    budget_percent: float = Field(gt=0, le=100)
+
+
+class AlertingConfig(Strict):
+    status_page_url: str = "http://127.0.0.1:8080"
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    staff: list[StaffConfig] = Field(default_factory=list)
+    subscriber_email_channel: str | None = None
+    subscriber_sms_channel: str | None = None
+    reminders_hours: list[float] = Field(default_factory=lambda: [24.0, 1.0])
+    flap_window_minutes: float = Field(default=30, gt=0)
+    flap_max_notices: int = Field(default=3, ge=1)  # more transitions than this in the window become a digest
+    burn_rules: list[list[BurnWindowConfig]] = Field(
+        default_factory=lambda: [
+            [BurnWindowConfig(hours=1, budget_percent=2), BurnWindowConfig(hours=5 / 60, budget_percent=2 / 12)],
+            [BurnWindowConfig(hours=6, budget_percent=5), BurnWindowConfig(hours=0.5, budget_percent=5 / 12)],
+        ]
+    )
+
+
 class SlaConfig(Strict):
     # After a Jalali month ends in Tehran, wait this long for late results before closing it.
     close_grace_minutes: float = Field(default=60, ge=0)
@@ -226,6 +319,7 @@ class DidbanConfig(Strict):
     store: StoreConfig = StoreConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     sla: SlaConfig = SlaConfig()
+    alerting: AlertingConfig = AlertingConfig()
     agreements: list[AgreementConfig] = Field(min_length=1)
     agencies: list[AgencyConfig] = Field(min_length=1)
 
@@ -270,6 +364,21 @@ class DidbanConfig(Strict):
                                 f"expected one of the locations {sorted(locations)}, got {location!r}",
                             )
                         )
+        channels = {c.id for c in self.alerting.channels}
+        agencies = {a.id for a in self.agencies}
+        for s_index, staff in enumerate(self.alerting.staff):
+            if staff.agency not in agencies:
+                errors.append((("alerting", "staff", s_index, "agency"),
+                               f"expected one of the agencies {sorted(agencies)}, got {staff.agency!r}"))
+            for l_index, level in enumerate(staff.levels):
+                for r_index, recipient in enumerate(level):
+                    if recipient.channel not in channels:
+                        errors.append((("alerting", "staff", s_index, "levels", l_index, r_index, "channel"),
+                                       f"expected one of the channels {sorted(channels)}, got {recipient.channel!r}"))
+        for key in ("subscriber_email_channel", "subscriber_sms_channel"):
+            value = getattr(self.alerting, key)
+            if value is not None and value not in channels:
+                errors.append((("alerting", key), f"expected one of the channels {sorted(channels)}, got {value!r}"))
         return errors
 
 
@@ -288,6 +397,7 @@ class Secrets(BaseSettings):
     sms_api_key: SecretStr | None = None
     influxdb_token: SecretStr | None = None
     grafana_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
 
     @classmethod
     def load(cls, secrets_file: str | None = None) -> Secrets:
@@ -329,7 +439,7 @@ def _line_of(tree: Any, loc: Sequence[str | int]) -> tuple[int, list[str | int]]
     return line, shown
 
 
-_UNION_TAGS = {"http", "tcp", "dns", "tls", "icmp"}
+_UNION_TAGS = {"http", "tcp", "dns", "tls", "icmp", "email", "kavenegar", "http_sms", "webhook"}
 
 
 def _describe(error: Any) -> tuple[str, str | None]:

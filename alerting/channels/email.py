@@ -1,0 +1,66 @@
+"""Email through SMTP (aiosmtplib): STARTTLS or implicit TLS, authentication, text + HTML."""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+import aiosmtplib
+
+from alerting.channels import DeliveryError
+from alerting.outbox import Notice
+
+
+class EmailChannel:
+    kind = "email"
+
+    def __init__(self, config: Any, secrets: Any) -> None:
+        self.id = config.id
+        self.rate_per_second = config.rate_per_second
+        self._config = config
+        self._password = secrets.smtp_password.get_secret_value() if secrets.smtp_password else None
+        self._tls = ssl.create_default_context(cafile=config.ca_file) if config.security != "none" else None
+
+    def message(self, notice: Notice) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self._config.sender
+        message["To"] = notice.recipient
+        message["Subject"] = notice.subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = make_msgid(domain="didban")
+        message["Content-Language"] = notice.lang
+        message["X-Didban-Event"] = notice.event
+        message.set_content(notice.body, charset="utf-8")
+        if notice.html:
+            message.add_alternative(notice.html, subtype="html", charset="utf-8")
+        return message
+
+    async def send(self, notice: Notice) -> None:
+        config = self._config
+        try:
+            await aiosmtplib.send(
+                self.message(notice),
+                hostname=config.host,
+                port=config.port,
+                username=config.username,
+                password=self._password if config.username else None,
+                use_tls=config.security == "tls",
+                start_tls=config.security == "starttls",
+                tls_context=self._tls,
+                timeout=config.timeout_seconds,
+            )
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"SMTP authentication refused ({exc.code})", permanent=True) from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refusal.code for refusal in exc.recipients]
+            raise DeliveryError(f"recipient refused {codes}", permanent=all(c >= 500 for c in codes)) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"SMTP {exc.code}: {exc.message[:200]}", permanent=exc.code >= 500) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"mail server unreachable: {type(exc).__name__}", permanent=False) from None
+
+    async def close(self) -> None:
+        return None
