@@ -91,13 +91,17 @@ class Outbox:
             (now_ms - self.stale_ms,),
         ).rowcount)
 
-    def claim(self, now_ms: int, limit: int, channel: str | None = None) -> list[Notice]:
-        """Claim due notices: each row is taken by exactly one conditional UPDATE."""
+    def claim(self, now_ms: int, limit: int, channel: str | None = None,
+              not_in: frozenset[str] | None = None) -> list[Notice]:
+        """Claim due notices (of one channel, or of none of ``not_in``): one conditional UPDATE each."""
         query = "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?"
         params: list[object] = [now_ms]
         if channel is not None:
             query += " AND channel = ?"
             params.append(channel)
+        if not_in is not None:
+            query += f" AND channel NOT IN ({','.join('?' * len(not_in))})"
+            params.extend(sorted(not_in))
         ids = [row[0] for row in self._db.execute(query + " ORDER BY next_attempt_ms, id LIMIT ?", (*params, limit))]
         claimed: list[Notice] = []
         for ident in ids:

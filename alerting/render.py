@@ -23,7 +23,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 KINDS = ("outage_opened", "outage_closed", "maintenance_announced", "maintenance_reminder", "maintenance_started",
          "maintenance_ended", "maintenance_overran", "sla_at_risk", "credit_issued", "flapping",
          "subscription_confirm", "test")
-_TEXT = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False, undefined=jinja2.StrictUndefined)
+_TEXT = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
+                           undefined=jinja2.StrictUndefined)
 _HTML = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
 
 

@@ -120,6 +120,9 @@ class Collector:
     def open_outage(self, service: str) -> Outage | None:
         return self._open.get(service)
 
+    def open_services(self) -> set[str]:
+        return set(self._open)
+
     @property
     def pending(self) -> int:
         return len(self._pending)

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,10 +28,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from collector.collector import Collector, ServicePolicy
 from collector.store import Store
 from didban.config import DidbanConfig
-from didban.model import ErrorClass, ProbeResult, Status
+from didban.model import ErrorClass, OutageEvent, ProbeResult, Status
 from probes.base import ProbeContext
 from probes.canary import CanaryGuard
 from probes.runner import CompiledCheck, compile_check, compile_service, run_check
+
+if TYPE_CHECKING:
+    from alerting.service import Alerts
 
 log = logging.getLogger("didban.engine")
 # APScheduler logs two INFO lines per job run: at 333 checks/s that is noise and CPU.
@@ -87,6 +91,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         keepalive: bool = False,
         seed: int | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.config = config
         self.location = location
@@ -110,6 +115,10 @@ class Engine:
         self.guard: CanaryGuard | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.alerts = alerts
+        self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
+        if alerts is not None:
+            self.collector.subscribe(self._on_outage_event)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -122,6 +131,8 @@ class Engine:
         ]
         self.guard = CanaryGuard(self._canaries, self._context, self.location, self.clock)
         await self.collector.start()
+        if self.alerts is not None:
+            await self.alerts.start()
 
     async def start(self) -> None:
         await self.open()
@@ -151,6 +162,9 @@ class Engine:
         # the same job turns evidence that arrives later into ledger adjustments.
         scheduler.add_job(self.settle_due, IntervalTrigger(minutes=15), id="settlement", max_instances=1,
                           coalesce=True)
+        if self.alerts is not None:
+            scheduler.add_job(self.alert_tick, IntervalTrigger(minutes=1), id="alerts", max_instances=1,
+                              coalesce=True)
         # Derived segments are stored as results age, so month figures never re-read a month of results.
         scheduler.add_job(self.materialize, IntervalTrigger(minutes=30), id="materialize", max_instances=1,
                           coalesce=True)
@@ -170,6 +184,8 @@ class Engine:
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=15)
         await self.collector.stop()
+        if self.alerts is not None:
+            await self.alerts.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -208,6 +224,68 @@ class Engine:
         self.latest[check.service] = result
         return result
 
+    # -- alerting -----------------------------------------------------------------------
+
+    async def _on_outage_event(self, event: OutageEvent) -> None:
+        assert self.alerts is not None
+        self._recent_outages[event.outage.service] = int(self.clock() * 1000)
+        await self.alerts.call(self.alerts.notifier.outage_event, event, int(self.clock() * 1000))
+
+    async def alert_tick(self) -> int:
+        """Escalations, maintenance reminders/start/end/overrun and burn-rate alerts."""
+        from collector.sqlite_store import SqliteStore
+
+        assert self.alerts is not None
+        store = self.collector.store
+        now_ms = int(self.clock() * 1000)
+        notifier = self.alerts.notifier
+        open_outages = list((await self.collector.run_in_store(store.open_outages)).values())
+        queued = int(await self.alerts.call(notifier.escalate, open_outages, now_ms))
+        if isinstance(store, SqliteStore):
+            windows = await self.collector.run_in_store(store.maintenance, now_ms - 86_400_000, now_ms + 3 * 86_400_000)
+            down = {o.service for o in open_outages}
+            queued += int(await self.alerts.call(notifier.maintenance_tick, windows, down, now_ms))
+            queued += await self._burn_rate(store, now_ms)
+        return queued
+
+    async def _burn_rate(self, store: Any, now_ms: int) -> int:
+        """Only services with an outage in the longest window can be burning their budget."""
+        from didban.settlement import downtime_between
+        from sla_calc.burnrate import BurnRule, BurnWindow, error_budget_ms, firing
+        from sla_calc.month import truncate_percent
+        from sla_calc.periods import JalaliMonth
+
+        assert self.alerts is not None
+        rules = [BurnRule(tuple(BurnWindow(w.hours, w.budget_percent) for w in rule), f"rule-{i + 1}")
+                 for i, rule in enumerate(self.config.alerting.burn_rules)]
+        longest_ms = max((w.hours for r in rules for w in r.windows), default=0) * 3_600_000
+        month = JalaliMonth.containing(now_ms)
+        queued = 0
+        for service_id, last_ms in list(self._recent_outages.items()):
+            if last_ms < now_ms - longest_ms and service_id not in {o for o in self.collector.open_services()}:
+                del self._recent_outages[service_id]
+                continue
+            service = self.config.service(service_id)
+            agreement = self.config.agreement(service.agreement)
+            budget = error_budget_ms(agreement.target_percent, month.denominator_ms(agreement.month_basis))
+            downtime = {
+                w.hours: await self.collector.run_in_store(
+                    downtime_between, store, service, now_ms - int(w.hours * 3_600_000), now_ms)
+                for rule in rules for w in rule.windows
+            }
+            for name in firing(rules, downtime, budget):
+                rule = next(r for r in rules if r.name == name)
+                long_window = max(rule.windows, key=lambda w: w.hours)
+                burned = 100 * downtime[long_window.hours] / budget if budget else 100.0
+                month_down = await self.collector.run_in_store(
+                    downtime_between, store, service, month.start_ms(), now_ms)
+                availability = truncate_percent(max(0.0, 100 * (1 - month_down / month.denominator_ms(
+                    agreement.month_basis))))
+                queued += int(await self.alerts.call(
+                    self.alerts.notifier.sla_at_risk, service_id, name, burned, long_window.hours, availability,
+                    agreement.target_percent, now_ms))
+        return queued
+
     # -- settlement ------------------------------------------------------------------
 
     async def settle_due(self) -> list[str]:
@@ -225,6 +303,8 @@ class Engine:
             outcome = await self.collector.run_in_store(close_month, self.config, store, month, now_ms)
             if outcome.closed_now:
                 log.info("month %s closed: %d credit(s)", month, len(outcome.credits))
+                if self.alerts is not None:
+                    await self.alerts.credits(outcome.credits, now_ms)
             for entry in outcome.adjustments:
                 log.warning("month %s: late evidence adjusted %s (%s)", month, entry.service, entry.note)
             done.append(str(month))

@@ -189,3 +189,16 @@ def due_months(now_ms: int, grace_ms: int, oldest: JalaliMonth | None = None) ->
             due.append(candidate)
         candidate = candidate.previous()
     return due
+
+
+def downtime_between(store: SqliteStore, service: Any, start_ms: int, end_ms: int) -> int:
+    """A service's downtime (ms) in [start, end), all locations combined by quorum, nothing excluded."""
+    from sla_calc.derive import quorum_segments
+    from sla_calc.intervals import clip, measure, union
+
+    interval_ms = round(service.interval_seconds * 1000)
+    per_location = [store.period_segments(service.id, location, start_ms, end_ms, interval_ms,
+                                          service.failure_threshold)
+                    for location in store.locations_of(service.id)]
+    combined = quorum_segments([s for s in per_location if s]) if any(per_location) else []
+    return measure(union(clip(((s, e) for s, e, d in combined if d), start_ms, end_ms)))

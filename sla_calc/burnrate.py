@@ -10,7 +10,7 @@ measures the downtime in each window (with a clock it passes in).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -42,7 +42,7 @@ def burned_percent(downtime_ms: float, budget_ms: float) -> float:
     return 100 * downtime_ms / budget_ms
 
 
-def firing(rules: Sequence[BurnRule], downtime_in_window_ms: dict[float, float], budget_ms: float) -> list[str]:
+def firing(rules: Sequence[BurnRule], downtime_in_window_ms: Mapping[float, float], budget_ms: float) -> list[str]:
     """Names of the rules whose every window consumed at least its share of the budget.
 
     ``downtime_in_window_ms`` maps a window length in hours to the downtime in

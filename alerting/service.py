@@ -1,0 +1,62 @@
+"""The alerting service inside the running process: a notifier and a dispatcher on one outbox.
+
+Each side has its own SQLite connection to the store's file, used from one
+thread only: the notifier's on a worker thread of its own, the outbox
+dispatcher's on another.  WAL lets them and the collector work side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from alerting.channels import build_channels
+from alerting.dispatcher import Dispatcher
+from alerting.notifier import Notifier
+from alerting.outbox import Outbox
+from alerting.subscribers import Subscribers
+from didban.config import DidbanConfig, Secrets
+from didban.model import Credit
+from sla_calc.month import truncate_percent
+
+
+class Alerts:
+    def __init__(self, config: DidbanConfig, db_path: str | Path, secrets: Secrets,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.notifier = Notifier(config, Outbox(db_path), Subscribers(db_path))
+        self.dispatcher = Dispatcher(Outbox(db_path), build_channels(config.alerting.channels, secrets), clock=clock)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-notifier")
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run a notifier call on its own thread (its SQLite connections never cross threads)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.dispatcher.run(self._stop), name="didban-dispatcher")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.dispatcher.close()
+        self._executor.shutdown(wait=True)
+        self.notifier.outbox.close()
+        self.notifier.subscribers.close()
+        self.dispatcher.outbox.close()
+
+    async def credits(self, credits: Sequence[Credit], now_ms: int) -> None:
+        for credit in credits:
+            await self.call(self.notifier.credit_issued, credit, truncate_percent(credit.availability_percent),
+                            self._target(credit.service), now_ms)
+
+    def _target(self, service: str) -> float:
+        config = self.notifier.config
+        return config.agreement(config.service(service).agreement).target_percent
