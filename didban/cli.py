@@ -211,13 +211,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive: bool,
-                duration: float | None, live_every: float | None, quiet: bool = False) -> int:
+                duration: float | None, live_every: float | None, quiet: bool = False,
+                secrets_file: str | None = None) -> int:
     """Run the engine until a signal (or ``duration``), showing live state when asked."""
     from collector.sqlite_store import SqliteStore
+    from didban.config import Secrets
     from didban.engine import Engine
 
     store = SqliteStore(db_path)
-    engine = Engine(config, store, location, keepalive=keepalive)
+    alerts = None
+    if config.alerting.channels:
+        from alerting.service import Alerts
+
+        alerts = Alerts(config, db_path, Secrets.load(secrets_file))
+    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -273,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"didban run: --location {location!r} is not among the configured locations", file=sys.stderr)
         return EXIT_USAGE
     return asyncio.run(serve(config, args.db or config.store.sqlite.path, location, keepalive=args.keepalive,
-                             duration=args.duration, live_every=args.live))
+                             duration=args.duration, live_every=args.live, secrets_file=args.secrets_file))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -464,6 +471,14 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
             notice_h = (window.start_ms - now) / 3_600_000
             store.add_maintenance(window, args.title)
+            if config.alerting.channels:  # queue the announcement; the running service delivers it
+                from alerting.notifier import Notifier
+                from alerting.outbox import Outbox
+                from alerting.subscribers import Subscribers
+
+                notifier = Notifier(config, Outbox(store.path), Subscribers(store.path))
+                notifier.maintenance_announced(window, config.agreement(
+                    next(s for _, s in config.services()).agreement).notice_hours, now)
             rule = "meets the 72-hour notice" if notice_h >= 72 else f"LATE: only {notice_h:.1f} h of notice"
             print(f"{window.id} announced: {jalali(window.start_ms)} → {jalali(window.end_ms)} Tehran ({rule})")
         elif args.action == "cancel":
@@ -499,6 +514,117 @@ def cmd_exclusion(args: argparse.Namespace) -> int:
                 print(f"{e.id} {','.join(e.services)} {jalali(e.start_ms)} → {jalali(e.end_ms)}: {e.reason}")
     finally:
         store.close()
+    return EXIT_OK
+
+
+# -- alerting: test notices, the outbox, acknowledgements, subscriptions -------------------
+
+
+def _alerting(config: DidbanConfig, db: str | None) -> tuple[Any, str]:
+    from alerting.notifier import Notifier
+    from alerting.outbox import Outbox
+    from alerting.subscribers import Subscribers
+
+    path = db or config.store.sqlite.path
+    return Notifier(config, Outbox(path), Subscribers(path)), path
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from alerting.channels import build_channels
+    from alerting.dispatcher import Dispatcher
+    from alerting.outbox import Outbox
+    from didban.config import Secrets
+
+    config = _load(args.config)
+    notifier, path = _alerting(config, args.db)
+    try:
+        notifier.test(args.channel, args.to, args.lang, _now_ms())
+    except KeyError:
+        print(f"didban notify test: no channel {args.channel!r} in {args.config}", file=sys.stderr)
+        return EXIT_USAGE
+    outbox = Outbox(path)
+    channels = build_channels([c for c in config.alerting.channels if c.id == args.channel],
+                              Secrets.load(args.secrets_file))
+
+    async def deliver() -> bool:
+        dispatcher = Dispatcher(outbox, channels)
+        try:
+            return await dispatcher.drain(args.timeout)
+        finally:
+            await dispatcher.close()
+
+    delivered = asyncio.run(deliver())
+    rows = outbox.rows(("pending", "failed"))
+    failure = next((r for r in rows if r.notice.event.startswith("test:") and r.notice.recipient == args.to), None)
+    if delivered and failure is None:
+        print(f"test notice sent through {args.channel} to {args.to}")
+        return EXIT_OK
+    reason = failure.last_error if failure else "not delivered in time"
+    print(f"test notice through {args.channel} NOT delivered: {reason} (it stays in the outbox)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from alerting.outbox import Outbox
+
+    config = _load(args.config)
+    outbox = Outbox(args.db or config.store.sqlite.path)
+    states = ("pending", "sending", "failed", "sent") if args.all else ("pending", "sending", "failed")
+    rows = outbox.rows(states)
+    if args.json:
+        _print_json({"counts": outbox.counts(), "notices": [
+            {"id": r.notice.id, "event": r.notice.event, "channel": r.notice.channel, "to": r.notice.recipient,
+             "state": r.state, "attempts": r.attempts, "last_error": r.last_error} for r in rows]})
+        return EXIT_OK
+    print("outbox: " + ", ".join(f"{k} {v}" for k, v in sorted(outbox.counts().items())) or "outbox: empty")
+    for r in rows:
+        print(f"  #{r.notice.id} {r.state:<8} {r.notice.channel:<10} {r.notice.recipient:<28} {r.notice.event} "
+              f"attempts {r.attempts}{'  — ' + r.last_error if r.last_error else ''}")
+    return EXIT_OK
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    from alerting.subscribers import Subscribers
+
+    config = _load(args.config)
+    store = _store(config, args.db)
+    try:
+        outage = next((o for o in store.outages() if args.outage in (str(o.id), o.tracking_code)), None)
+    finally:
+        store.close()
+    if outage is None:
+        print(f"didban ack: no outage {args.outage!r} (give its number or tracking code)", file=sys.stderr)
+        return EXIT_USAGE
+    subscribers = Subscribers(args.db or config.store.sqlite.path)
+    new = subscribers.acknowledge(outage.id, args.by, _now_ms())
+    print(f"outage {outage.tracking_code} ({outage.service}) {'acknowledged' if new else 'was already acknowledged'}:"
+          " no further escalation")
+    return EXIT_OK
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from alerting.addresses import BadAddress
+
+    config = _load(args.config)
+    notifier, _ = _alerting(config, args.db)
+    try:
+        config.service(args.service)
+    except KeyError:
+        print(f"didban subscribe: no service {args.service!r}", file=sys.stderr)
+        return EXIT_USAGE
+    kind, address = ("email", args.email) if args.email else ("sms", args.sms)
+    try:
+        if args.code:
+            ok = notifier.subscribers.confirm(args.service, kind, address, args.code)
+            print("subscription confirmed" if ok else "wrong code: subscription not confirmed")
+            return EXIT_OK if ok else EXIT_FAILED
+        subscriber = notifier.subscribers.subscribe(args.service, kind, address, args.lang, _now_ms())
+    except BadAddress as exc:
+        print(f"didban subscribe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    notifier.confirm_subscription(args.service, kind, subscriber.address, args.lang, subscriber.code,
+                                  subscriber.token, _now_ms())
+    print(f"a confirmation code was queued for {subscriber.address}; confirm with --code")
     return EXIT_OK
 
 
@@ -617,6 +743,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_ex.add_argument("--evidence", default="")
     exclusion_actions.add_parser("list")
     exclusion.set_defaults(handler=cmd_exclusion)
+
+    notify = commands.add_parser("notify", help="notices")
+    notify_actions = notify.add_subparsers(dest="action", required=True)
+    test = with_store(notify_actions.add_parser("test", help="send a test notice through a channel now"))
+    test.add_argument("--channel", required=True)
+    test.add_argument("--to", required=True)
+    test.add_argument("--lang", choices=["fa", "en"], default="fa")
+    test.add_argument("--timeout", type=float, default=30)
+    test.add_argument("--secrets-file")
+    test.set_defaults(handler=cmd_notify_test)
+
+    outbox = with_store(commands.add_parser("outbox", help="notices pending or failed, with reasons"))
+    outbox.add_argument("--all", action="store_true", help="include sent notices")
+    outbox.add_argument("--json", action="store_true")
+    outbox.set_defaults(handler=cmd_outbox)
+
+    ack = with_store(commands.add_parser("ack", help="acknowledge an outage: stops its escalation"))
+    ack.add_argument("outage", help="outage number or tracking code")
+    ack.add_argument("--by", default="operator")
+    ack.set_defaults(handler=cmd_ack)
+
+    subscribe = with_store(commands.add_parser("subscribe", help="subscribe an address to a service's notices"))
+    subscribe.add_argument("service")
+    target = subscribe.add_mutually_exclusive_group(required=True)
+    target.add_argument("--email")
+    target.add_argument("--sms")
+    subscribe.add_argument("--lang", choices=["fa", "en"], default="fa")
+    subscribe.add_argument("--code", help="the confirmation code received")
+    subscribe.set_defaults(handler=cmd_subscribe)
     return parser
 
 

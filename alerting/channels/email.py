@@ -5,13 +5,19 @@ from __future__ import annotations
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 import aiosmtplib
 
 from alerting.channels import DeliveryError
 from alerting.outbox import Notice
+
+# Headers are not folded (998 is SMTP's line limit): folding a Persian subject
+# across RFC 2047 encoded words drops the spaces at the fold ("اداره کل"
+# arrived as "ادارهکل").
+_POLICY = SMTP_POLICY.clone(max_line_length=998)
 
 
 class EmailChannel:
@@ -23,9 +29,10 @@ class EmailChannel:
         self._config = config
         self._password = secrets.smtp_password.get_secret_value() if secrets.smtp_password else None
         self._tls = ssl.create_default_context(cafile=config.ca_file) if config.security != "none" else None
+        self._envelope_sender = parseaddr(config.sender)[1] or config.sender
 
     def message(self, notice: Notice) -> EmailMessage:
-        message = EmailMessage()
+        message = EmailMessage(policy=_POLICY)
         message["From"] = self._config.sender
         message["To"] = notice.recipient
         message["Subject"] = notice.subject
@@ -41,8 +48,11 @@ class EmailChannel:
     async def send(self, notice: Notice) -> None:
         config = self._config
         try:
+            # Flattened here, with the non-folding policy: aiosmtplib would re-fold with its own.
             await aiosmtplib.send(
-                self.message(notice),
+                self.message(notice).as_bytes(policy=_POLICY),
+                sender=self._envelope_sender,
+                recipients=[notice.recipient],
                 hostname=config.host,
                 port=config.port,
                 username=config.username,
