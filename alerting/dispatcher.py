@@ -70,10 +70,6 @@ class Dispatcher:
             bucket.consume(len(notices))
             attempted += len(notices)
             await asyncio.gather(*(self._deliver(channel, notice) for notice in notices))
-        orphans = await self._db(self.outbox.claim, self._now_ms(), 100, None, frozenset(self.channels))
-        for notice in orphans:  # queued for a channel that is no longer configured
-            await self._db(self.outbox.failed, notice, f"no channel {notice.channel!r} is configured", True,
-                           self._now_ms())
         return attempted
 
     async def _deliver(self, channel: Channel, notice: Notice) -> None:
@@ -112,7 +108,7 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             await self.run_once()
-            counts = await self._db(self.outbox.counts)
+            counts = await self._db(self.outbox.counts, tuple(self.channels))
             if not counts.get("pending") and not counts.get("sending"):
                 return True
             await asyncio.sleep(0.05)

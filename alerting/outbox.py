@@ -91,17 +91,13 @@ class Outbox:
             (now_ms - self.stale_ms,),
         ).rowcount)
 
-    def claim(self, now_ms: int, limit: int, channel: str | None = None,
-              not_in: frozenset[str] | None = None) -> list[Notice]:
-        """Claim due notices (of one channel, or of none of ``not_in``): one conditional UPDATE each."""
+    def claim(self, now_ms: int, limit: int, channel: str | None = None) -> list[Notice]:
+        """Claim due notices (of one channel, or any): one conditional UPDATE each."""
         query = "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?"
         params: list[object] = [now_ms]
         if channel is not None:
             query += " AND channel = ?"
             params.append(channel)
-        if not_in is not None:
-            query += f" AND channel NOT IN ({','.join('?' * len(not_in))})"
-            params.extend(sorted(not_in))
         ids = [row[0] for row in self._db.execute(query + " ORDER BY next_attempt_ms, id LIMIT ?", (*params, limit))]
         claimed: list[Notice] = []
         for ident in ids:
@@ -145,8 +141,14 @@ class Outbox:
             for ident, event, channel, recipient, lang, subject, body, html, attempts, state, error, next_ms in rows
         ]
 
-    def counts(self) -> dict[str, int]:
-        return {state: count for state, count in self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state")}
+    def counts(self, channels: tuple[str, ...] | None = None) -> dict[str, int]:
+        if channels is None:
+            rows = self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state")
+        else:
+            marks = ",".join("?" * len(channels))
+            rows = self._db.execute(f"SELECT state, count(*) FROM outbox WHERE channel IN ({marks}) GROUP BY state",
+                                    channels)
+        return {state: count for state, count in rows}
 
     def close(self) -> None:
         self._db.close()

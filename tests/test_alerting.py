@@ -9,6 +9,7 @@ import email.policy
 import hashlib
 import hmac
 import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -497,3 +498,88 @@ def test_unsubscribe_by_link_or_by_keyword(notifier: Notifier) -> None:
     assert subscribers.of_service("portal") == []
     with pytest.raises(BadAddress, match="Iranian mobile"):
         subscribers.subscribe("portal", "sms", "02112345678", "fa", 0)
+
+
+# -- end to end: the engine, a failing target, a real mail server --------------------------------
+
+
+async def test_an_outage_seen_by_the_engine_reaches_staff_and_subscribers(
+    aiohttp_server: Any, ca: trustme.CA, ca_file: str, db_path: Path
+) -> None:
+    from alerting.service import Alerts
+    from collector.sqlite_store import SqliteStore
+    from didban.engine import Engine
+
+    async def down(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/", down)
+    target = await aiohttp_server(app)
+    smtp = Smtp(ca, implicit_tls=False)
+    smtp.start()
+    try:
+        base = alert_config(smtp.port, "starttls", ca_file)
+        service = {**base.agencies[0].services[0].model_dump(), "interval_seconds": 1, "timeout_seconds": 1,
+                   "probes": [{"type": "http", "url": str(target.make_url("/"))}]}
+        config = DidbanConfig.model_validate({
+            **base.model_dump(), "agencies": [{**base.agencies[0].model_dump(), "services": [service]}]})
+        subscribers = Subscribers(db_path)
+        s = subscribers.subscribe("portal", "email", "citizen@mail.ir", "en", 0)
+        subscribers.confirm("portal", "email", "citizen@mail.ir", s.code)
+        store = SqliteStore(db_path)
+        engine = Engine(config, store, "local", alerts=Alerts(config, db_path, SECRETS))
+        await engine.start()
+        try:
+            for _ in range(200):
+                if len(smtp.inbox.messages) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await engine.stop()
+            store.close()
+    finally:
+        smtp.stop()
+    by_recipient = {str(m["To"]): m for m in smtp.inbox.messages}
+    assert set(by_recipient) == {"it-director@eaz.ir", "citizen@mail.ir"}
+    assert by_recipient["citizen@mail.ir"]["Subject"].startswith("Outage: Portal — tracking code OT-")
+    assert "قطعی خدمت" in by_recipient["it-director@eaz.ir"]["Subject"]
+
+
+async def test_notify_test_and_outbox_commands(ca: trustme.CA, ca_file: str, tmp_path: Path) -> None:
+    import json
+
+    smtp = Smtp(ca, implicit_tls=False)
+    smtp.start()
+    config_file = tmp_path / "config.yaml"
+    db = tmp_path / "didban.sqlite"
+    config_file.write_text(json.dumps(alert_config(smtp.port, "starttls", ca_file).model_dump()), encoding="utf-8")
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("DIDBAN_SMTP_PASSWORD=s3cret\n", encoding="utf-8")
+
+    async def didban(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "didban.cli", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        return int(process.returncode or 0), out.decode(), err.decode()
+
+    try:
+        code, out, err = await didban("notify", "test", "--channel", "mail", "--to", "ops@eaz.ir", "--config",
+                                      str(config_file), "--db", str(db), "--secrets-file", str(env_file))
+        assert code == 0, err
+        assert "sent through mail" in out
+        code, out, err = await didban("subscribe", "portal", "--sms", "02112345678", "--config", str(config_file),
+                                      "--db", str(db))
+        assert code == 2 and "not an Iranian mobile number" in err
+        code, out, err = await didban("notify", "test", "--channel", "sms", "--to", "09121234567", "--config",
+                                      str(config_file), "--db", str(db), "--timeout", "3")
+        assert code == 1 and "NOT delivered" in err
+        code, out, err = await didban("outbox", "--json", "--config", str(config_file), "--db", str(db))
+        listed = json.loads(out)
+        assert listed["counts"]["sent"] == 1
+        assert any(n["channel"] == "sms" and "DIDBAN_SMS_API_KEY" in (n["last_error"] or "")
+                   for n in listed["notices"])
+    finally:
+        smtp.stop()
+    assert [str(m["To"]) for m in smtp.inbox.messages] == ["ops@eaz.ir"]
