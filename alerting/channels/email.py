@@ -52,13 +52,18 @@ class EmailChannel:
             client = self._idle.pop()
             if client.is_connected:
                 return client
+            client.close()  # the server hung up while it was idle
         config = self._config
         client = aiosmtplib.SMTP(hostname=config.host, port=config.port, use_tls=config.security == "tls",
                                  start_tls=config.security == "starttls", tls_context=self._tls,
                                  timeout=config.timeout_seconds)
-        await client.connect()
-        if config.username:
-            await client.login(config.username, self._password or "")
+        try:
+            await client.connect()
+            if config.username:
+                await client.login(config.username, self._password or "")
+        except BaseException:
+            client.close()
+            raise
         return client
 
     async def send(self, notice: Notice) -> None:
