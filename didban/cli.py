@@ -477,8 +477,8 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
                 from alerting.subscribers import Subscribers
 
                 notifier = Notifier(config, Outbox(store.path), Subscribers(store.path))
-                notifier.maintenance_announced(window, config.agreement(
-                    next(s for _, s in config.services()).agreement).notice_hours, now)
+                first = next((s for _, s in config.services() if s.id in window.services or "*" in window.services))
+                notifier.maintenance_announced(window, config.agreement(first.agreement).notice_hours, now)
             rule = "meets the 72-hour notice" if notice_h >= 72 else f"LATE: only {notice_h:.1f} h of notice"
             print(f"{window.id} announced: {jalali(window.start_ms)} → {jalali(window.end_ms)} Tehran ({rule})")
         elif args.action == "cancel":

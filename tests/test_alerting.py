@@ -583,3 +583,28 @@ async def test_notify_test_and_outbox_commands(ca: trustme.CA, ca_file: str, tmp
     finally:
         smtp.stop()
     assert [str(m["To"]) for m in smtp.inbox.messages] == ["ops@eaz.ir"]
+
+
+async def test_generic_http_sms_gateway_renders_its_body_template(aiohttp_server: Any) -> None:
+    import json
+
+    seen: list[tuple[dict[str, Any], str]] = []
+
+    async def gateway(request: web.Request) -> web.Response:
+        seen.append((json.loads(await request.read()), request.headers["Authorization"]))
+        return web.json_response({"ok": True}, status=200 if len(seen) == 1 else 422)
+
+    app = web.Application()
+    app.router.add_post("/send", gateway)
+    server = await aiohttp_server(app)
+    config = make_config([{"id": "portal", "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]}], alerting={
+        "channels": [{"type": "http_sms", "id": "gw", "url": str(server.make_url("/send")),
+                      "body_template": '{"mobile": {{ to | tojson }}, "msg": {{ text | tojson }}}',
+                      "headers": {"Authorization": "Bearer {{ api_key }}"}}]})
+    channel = build_channels(config.alerting.channels, SECRETS)["gw"]
+    await channel.send(Notice("e", "gw", "+989121234567", "fa", "s", "قطعی «پورتال»"))
+    with pytest.raises(DeliveryError) as caught:
+        await channel.send(Notice("e2", "gw", "09121234567", "fa", "s", "x"))
+    await channel.close()
+    assert seen[0] == ({"mobile": "09121234567", "msg": "قطعی «پورتال»"}, "Bearer KAVE-TEST-KEY")
+    assert caught.value.permanent and "422" in caught.value.reason
