@@ -1,0 +1,133 @@
+"""The web side's own records: citizens' fault receipts, API tokens, and the audit log.
+
+Tokens are stored as SHA-256 hashes: the token itself is shown once, when
+created, and never again.  Every write through the admin API is audited
+(who, when, what).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from didban.tracking import new_code
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS receipts (
+    code TEXT PRIMARY KEY, service TEXT NOT NULL, description TEXT NOT NULL, contact TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'open',      -- open | acknowledged | resolved
+    probe_confirmed INTEGER, probe_detail TEXT, note TEXT NOT NULL DEFAULT '',
+    acknowledged_ms INTEGER, resolved_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS receipts_by_time ON receipts (created_ms);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    digest TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, who TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+    status INTEGER NOT NULL, body TEXT NOT NULL
+);
+"""
+ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    code: str
+    service: str
+    description: str
+    contact: str
+    created_ms: int
+    state: str
+    probe_confirmed: bool | None
+    probe_detail: str | None
+    note: str
+
+    def public(self) -> dict[str, Any]:
+        """What anyone holding the code may see (no contact details)."""
+        return {"code": self.code, "service": self.service, "state": self.state, "created_ms": self.created_ms,
+                "probe_confirmed": self.probe_confirmed, "description": self.description, "note": self.note}
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class WebRecords:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    # -- receipts ------------------------------------------------------------------
+
+    def file_receipt(self, service: str, description: str, contact: str, now_ms: int) -> Receipt:
+        code = new_code("RC")
+        self._db.execute(
+            "INSERT INTO receipts (code, service, description, contact, created_ms) VALUES (?, ?, ?, ?, ?)",
+            (code, service, description, contact, now_ms),
+        )
+        receipt = self.receipt(code)
+        assert receipt is not None
+        return receipt
+
+    def record_probe(self, code: str, confirmed: bool, detail: str) -> None:
+        self._db.execute("UPDATE receipts SET probe_confirmed = ?, probe_detail = ? WHERE code = ?",
+                         (int(confirmed), detail[:300], code))
+
+    def receipt(self, code: str) -> Receipt | None:
+        row = self._db.execute("SELECT code, service, description, contact, created_ms, state, probe_confirmed, "
+                               "probe_detail, note FROM receipts WHERE code = ?", (code.upper(),)).fetchone()
+        if row is None:
+            return None
+        code, service, description, contact, created, state, confirmed, detail, note = row
+        return Receipt(code, service, description, contact, created, state,
+                       None if confirmed is None else bool(confirmed), detail, note)
+
+    def receipts(self, start_ms: int = 0, end_ms: int = 2**62, service: str | None = None) -> list[Receipt]:
+        query = "SELECT code FROM receipts WHERE created_ms >= ? AND created_ms < ?"
+        params: list[object] = [start_ms, end_ms]
+        if service is not None:
+            query += " AND service = ?"
+            params.append(service)
+        codes = [row[0] for row in self._db.execute(query + " ORDER BY created_ms", params)]
+        return [r for code in codes if (r := self.receipt(code)) is not None]
+
+    def set_receipt_state(self, code: str, state: str, note: str, now_ms: int) -> bool:
+        column = {"acknowledged": "acknowledged_ms", "resolved": "resolved_ms"}[state]
+        return self._db.execute(
+            f"UPDATE receipts SET state = ?, note = ?, {column} = ? WHERE code = ?",
+            (state, note, now_ms, code.upper()),
+        ).rowcount == 1
+
+    # -- tokens and audit --------------------------------------------------------------
+
+    def create_token(self, name: str, role: str, now_ms: int) -> str:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        token = "dbn_" + secrets.token_urlsafe(32)
+        self._db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?)", (digest(token), name, role, now_ms))
+        return token
+
+    def token(self, token: str) -> tuple[str, str] | None:
+        """(name, role) of a token, or None."""
+        row = self._db.execute("SELECT name, role FROM api_tokens WHERE digest = ?", (digest(token),)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def audit(self, who: str, method: str, path: str, status: int, body: Any, now_ms: int) -> None:
+        self._db.execute("INSERT INTO audit (ts_ms, who, method, path, status, body) VALUES (?, ?, ?, ?, ?, ?)",
+                         (now_ms, who, method, path, status, json.dumps(body, ensure_ascii=False)[:2000]))
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT ts_ms, who, method, path, status, body FROM audit ORDER BY id DESC LIMIT ?",
+                                (limit,))
+        return [{"ts_ms": ts, "who": who, "method": m, "path": p, "status": s, "body": json.loads(b)}
+                for ts, who, m, p, s, b in rows]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,164 @@
+"""What the public status page shows, computed from the store and cached.
+
+Per service: its state now, month-to-date availability against the target
+(truncated, never rounded up), 90 daily bars (Tehran days) with each day's
+downtime, incidents with their timeline, upcoming maintenance (and whether
+it was announced in time), and past closed months.  Building it reads
+materialized segments, so it is cheap, but the page is requested far more
+often than the data changes: results are cached for ``ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from collector.sqlite_store import SqliteStore
+from didban.config import DidbanConfig, ServiceConfig
+from didban.model import Outage
+from didban.timefmt import TEHRAN, jalali
+from sla_calc.derive import quorum_segments
+from sla_calc.intervals import clip, intersection, measure, union
+from sla_calc.month import truncate_percent
+from sla_calc.periods import JalaliMonth
+
+DAY_MS = 86_400_000
+HISTORY_DAYS = 90
+
+
+@dataclass(frozen=True, slots=True)
+class DayBar:
+    day: str  # Jalali date
+    downtime_minutes: float
+    covered: bool  # False: no data that day
+    level: str  # "ok" | "minor" | "major" | "none"
+
+
+@dataclass
+class ServiceStatus:
+    id: str
+    name_fa: str
+    name_en: str
+    state: str  # up | down | unknown | no data
+    since: str | None
+    month_availability: str
+    month_availability_exact: float
+    target: float
+    met: bool
+    days: list[DayBar] = field(default_factory=list)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    maintenance: list[dict[str, Any]] = field(default_factory=list)
+    months: list[dict[str, Any]] = field(default_factory=list)
+
+
+def tehran_midnights(now_ms: int, days: int) -> list[int]:
+    """Epoch ms of the last ``days`` Tehran midnights, oldest first (today's included)."""
+    today = datetime.fromtimestamp(now_ms / 1000, TEHRAN).date()
+    return [int(datetime.combine(today - timedelta(days=k), datetime.min.time(), TEHRAN).timestamp() * 1000)
+            for k in range(days - 1, -1, -1)]
+
+
+def _level(downtime_minutes: float, covered: bool) -> str:
+    if not covered:
+        return "none"
+    if downtime_minutes == 0:
+        return "ok"
+    return "minor" if downtime_minutes < 30 else "major"
+
+
+class StatusBoard:
+    def __init__(self, config: DidbanConfig, store_path: str, ttl: float = 15.0) -> None:
+        self.config = config
+        self.store_path = store_path
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    def _cached(self, key: str, build: Any) -> Any:
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        value = build()
+        self._cache[key] = (time.monotonic(), value)
+        return value
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    def agency(self, agency_id: str, now_ms: int | None = None) -> list[ServiceStatus]:
+        return list(self._cached(f"agency:{agency_id}", lambda: self._build_agency(agency_id, now_ms)))
+
+    def _build_agency(self, agency_id: str, now_ms: int | None) -> list[ServiceStatus]:
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        agency = next(a for a in self.config.agencies if a.id == agency_id)
+        store = SqliteStore(self.store_path)
+        try:
+            states = store.states()
+            return [self._service(store, service, states.get(service.id), now_ms) for service in agency.services]
+        finally:
+            store.close()
+
+    def _service(self, store: SqliteStore, service: ServiceConfig, state: Any, now_ms: int) -> ServiceStatus:
+        agreement = self.config.agreement(service.agreement)
+        interval_ms = round(service.interval_seconds * 1000)
+        midnights = tehran_midnights(now_ms, HISTORY_DAYS)
+        month = JalaliMonth.containing(now_ms)
+        start = min(midnights[0], month.start_ms())
+        per_location = [store.period_segments(service.id, loc, start, now_ms, interval_ms, service.failure_threshold)
+                        for loc in store.locations_of(service.id)]
+        combined = quorum_segments([s for s in per_location if s]) if any(per_location) else []
+        down = union(clip(((s, e) for s, e, d in combined if d), start, now_ms))
+        covered = union(clip(((s, e) for s, e, _ in combined), start, now_ms))
+        days = []
+        for index, midnight in enumerate(midnights):
+            end = midnights[index + 1] if index + 1 < len(midnights) else now_ms
+            day_down = measure(intersection(down, [(midnight, end)])) / 60_000
+            has_data = measure(intersection(covered, [(midnight, end)])) > 0
+            days.append(DayBar(jalali(midnight, with_time=False), round(day_down, 1), has_data,
+                               _level(day_down, has_data)))
+        maintenance_windows = store.maintenance(month.start_ms(), now_ms + 60 * DAY_MS)
+        # Month to date: maintenance announced in time is excluded, as in the settled month.
+        notice_ms = agreement.notice_hours * 3_600_000
+        excluded = union((w.start_ms, w.end_ms) for w in maintenance_windows
+                         if not w.cancelled and w.start_ms - w.announced_at_ms >= notice_ms
+                         and ("*" in w.services or service.id in w.services))
+        month_down = intersection(down, [(month.start_ms(), now_ms)])
+        downtime = measure(month_down) - measure(intersection(month_down, excluded))
+        denominator = month.denominator_ms(agreement.month_basis)
+        availability = max(0.0, 100 * (1 - downtime / denominator))
+        incidents = [self._incident(o, now_ms) for o in reversed(store.outages(service.id, midnights[0], now_ms))]
+        upcoming = [
+            {"id": w.id, "start": jalali(w.start_ms), "end": jalali(w.end_ms),
+             "notice_hours": round((w.start_ms - w.announced_at_ms) / 3_600_000, 1),
+             "in_time": w.start_ms - w.announced_at_ms >= notice_ms}
+            for w in maintenance_windows
+            if not w.cancelled and w.end_ms > now_ms and ("*" in w.services or service.id in w.services)
+        ]
+        months = []
+        for offset in range(1, 4):
+            past = JalaliMonth.containing(month.start_ms() - 1)
+            for _ in range(offset - 1):
+                past = past.previous()
+            closed = store.month_close(str(past))
+            if closed is None:
+                continue
+            figures = next((s for s in closed[1]["services"] if s["service"] == service.id), None)
+            if figures is not None:
+                months.append({"month": str(past), "availability": truncate_percent(figures["availability_percent"]),
+                               "met": figures["met"], "credit_percent": figures["credit_percent"]})
+        return ServiceStatus(
+            id=service.id, name_fa=service.name.fa, name_en=service.name.en,
+            state=state.status.value if state and state.status else "no data",
+            since=jalali(state.since_ms) if state and state.since_ms else None,
+            month_availability=truncate_percent(availability), month_availability_exact=availability,
+            target=agreement.target_percent, met=availability >= agreement.target_percent,
+            days=days, incidents=incidents, maintenance=upcoming, months=months,
+        )
+
+    @staticmethod
+    def _incident(outage: Outage, now_ms: int) -> dict[str, Any]:
+        end = outage.end_ms
+        return {"code": outage.tracking_code, "start": jalali(outage.start_ms),
+                "end": jalali(end) if end else None, "open": end is None,
+                "minutes": round(((end or now_ms) - outage.start_ms) / 60_000), "error": outage.error}
