@@ -462,6 +462,14 @@ class SqliteStore:
              window.announced_at_ms, int(window.cancelled), title),
         )
 
+    def update_maintenance(self, window_id: str, start_ms: int, end_ms: int, announced_at_ms: int,
+                           title: str | None) -> bool:
+        return self._db.execute(
+            "UPDATE maintenance SET start_ms = ?, end_ms = ?, announced_at_ms = ?, title = coalesce(?, title) "
+            "WHERE id = ? AND cancelled = 0",
+            (start_ms, end_ms, announced_at_ms, title, window_id),
+        ).rowcount == 1
+
     def cancel_maintenance(self, window_id: str) -> bool:
         return self._db.execute("UPDATE maintenance SET cancelled = 1 WHERE id = ?", (window_id,)).rowcount == 1
 

@@ -217,6 +217,7 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
     from collector.sqlite_store import SqliteStore
     from didban.config import Secrets
     from didban.engine import Engine
+    from didban.metrics import Metrics
 
     store = SqliteStore(db_path)
     alerts = None
@@ -224,12 +225,14 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
         from alerting.service import Alerts
 
         alerts = Alerts(config, db_path, Secrets.load(secrets_file))
-    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts)
+    metrics = Metrics()
+    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
+    web_runner = await _start_web(config, db_path, engine, metrics) if config.web.enabled else None
     started = time.monotonic()
     try:
         while not stop.is_set():
@@ -245,9 +248,33 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
             if duration is not None and time.monotonic() - started >= duration:
                 break
     finally:
+        if web_runner is not None:
+            await web_runner.cleanup()
         await engine.stop()
         store.close()
     return EXIT_OK
+
+
+async def _start_web(config: DidbanConfig, db_path: str, engine: Any, metrics: Any) -> Any:
+    from aiohttp import web
+
+    from didban.web.app import WebContext, build_app
+
+    context = WebContext(config, db_path, prober=engine.probe_now, ready=lambda: engine.running, metrics=metrics,
+                         refresh=engine.refresh_gauges)
+    runner = web.AppRunner(build_app(context), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.web.host, config.web.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"didban: the status page could not listen on {config.web.host}:{config.web.port} ({exc.strerror}); "
+              "probing goes on without it (set web.port)", file=sys.stderr)
+        return None
+    host, port = runner.addresses[0][:2]
+    print(f"status page and API on http://{host}:{port}/", file=sys.stderr, flush=True)
+    return runner
 
 
 def _show_live(config: DidbanConfig, engine: Any) -> None:
@@ -287,6 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from didban.demo import run_demo
 
     config = _load(args.config)
+    config = config.model_copy(update={"web": config.web.model_copy(update={"port": args.web_port})})
     return asyncio.run(run_demo(config, args.db, interval=args.interval, duration=args.duration))
 
 
@@ -602,6 +630,23 @@ def cmd_ack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from didban.web.records import WebRecords
+
+    config = _load(args.config)
+    records = WebRecords(args.db or config.store.sqlite.path)
+    try:
+        token = records.create_token(args.name, args.role, _now_ms())
+    except ValueError as exc:
+        print(f"didban token create: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        records.close()
+    print(token)
+    print(f"(a {args.role} token named {args.name!r}; it is shown only now and stored hashed)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from alerting.addresses import BadAddress
 
@@ -651,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default="didban-demo.sqlite")
     demo.add_argument("--interval", type=float, default=5.0, help="check interval in seconds")
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    demo.add_argument("--web-port", type=int, default=8080, help="status page port (0: any free port)")
     demo.set_defaults(handler=cmd_demo)
 
     check = commands.add_parser("check", help="check one service (or an ad-hoc target) now")
@@ -772,6 +818,13 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--lang", choices=["fa", "en"], default="fa")
     subscribe.add_argument("--code", help="the confirmation code received")
     subscribe.set_defaults(handler=cmd_subscribe)
+
+    token = commands.add_parser("token", help="admin API tokens")
+    token_actions = token.add_subparsers(dest="action", required=True)
+    create = with_store(token_actions.add_parser("create", help="create a token (printed once, stored hashed)"))
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
+    create.add_argument("--name", default="token")
+    create.set_defaults(handler=cmd_token)
     return parser
 
 

@@ -307,6 +307,12 @@ class AlertingConfig(Strict):
     )
 
 
+class WebConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
 class SlaConfig(Strict):
     # After a Jalali month ends in Tehran, wait this long for late results before closing it.
     close_grace_minutes: float = Field(default=60, ge=0)
@@ -320,6 +326,7 @@ class DidbanConfig(Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     sla: SlaConfig = SlaConfig()
     alerting: AlertingConfig = AlertingConfig()
+    web: WebConfig = WebConfig()
     agreements: list[AgreementConfig] = Field(min_length=1)
     agencies: list[AgencyConfig] = Field(min_length=1)
 

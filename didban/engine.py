@@ -35,6 +35,7 @@ from probes.runner import CompiledCheck, compile_check, compile_service, run_che
 
 if TYPE_CHECKING:
     from alerting.service import Alerts
+    from didban.metrics import Metrics
 
 log = logging.getLogger("didban.engine")
 # APScheduler logs two INFO lines per job run: at 333 checks/s that is noise and CPU.
@@ -92,6 +93,7 @@ class Engine:
         keepalive: bool = False,
         seed: int | None = None,
         alerts: Alerts | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.location = location
@@ -116,6 +118,7 @@ class Engine:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.alerts = alerts
+        self.metrics = metrics
         self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
         if alerts is not None:
             self.collector.subscribe(self._on_outage_event)
@@ -202,11 +205,36 @@ class Engine:
             async with self._semaphore:
                 now = self.clock()
                 due = job.anchor + math.floor((now - job.anchor) / job.interval_s) * job.interval_s
-                self.lag.add(max(0.0, now - due))
+                lag = max(0.0, now - due)
+                self.lag.add(lag)
                 result = await self.check(job.check)
             self.collector.submit(result)
+            if self.metrics is not None:
+                self.metrics.observe_check(result, lag)
         finally:
             self._in_flight.discard(task)
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
+
+    def refresh_gauges(self) -> None:
+        if self.metrics is not None:
+            stats = self.collector.stats
+            self.metrics.queue_depth.set(self.collector.pending)
+            self.metrics.store_errors.set(stats.store_errors)
+            self.metrics.dropped.set(stats.dropped)
+            self.metrics.open_outages.set(len(self.collector.open_services()))
+
+    async def probe_now(self, service_id: str) -> ProbeResult | None:
+        """Check a service at once (a citizen reported a fault); the result is stored like any other."""
+        try:
+            service = self.config.service(service_id)
+        except KeyError:
+            return None
+        result = await self.check(compile_service(service))
+        self.collector.submit(result)
+        return result
 
     async def check(self, check: CompiledCheck) -> ProbeResult:
         """One check, with the telecom clause applied."""

@@ -30,6 +30,7 @@ from didban.evidence import (
 from didban.model import iso_utc
 from didban.settlement import SettledMonth, pack_results
 from didban.timefmt import jalali, persian_digits
+from didban.web.records import WebRecords
 from sla_calc.month import truncate_percent
 
 FONTS = Path(__file__).resolve().parent / "fonts"
@@ -54,6 +55,11 @@ def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth,
     report = settled.report
     ledger = store.ledger(str(month))
     closed = store.month_close(str(month))
+    records = WebRecords(store.path)
+    try:
+        receipts = records.receipts(report.start_ms, report.end_ms)
+    finally:
+        records.close()
     agencies = []
     for agency in config.agencies:
         rows = []
@@ -87,6 +93,8 @@ def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth,
                 "credit_percent": figures.credit_percent,
                 "credit_amount": figures.credit_amount,
                 "tracking_codes": [entry.tracking_code for entry in ledger if entry.service == service.id],
+                "receipts": [{"code": r.code, "state": r.state, "probe_confirmed": r.probe_confirmed}
+                             for r in receipts if r.service == service.id],
             })
         if rows:
             agencies.append({"id": agency.id, "name_fa": agency.name.fa, "name_en": agency.name.en,
@@ -115,7 +123,7 @@ def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth,
 CSV_COLUMNS = ("agency", "service", "name_fa", "name_en", "availability_display", "availability_percent",
                "target_percent", "met", "downtime_minutes", "excluded_minutes", "exclusion_reasons",
                "coverage_percent", "late_maintenance", "credit_percent", "credit_amount", "tracking_codes",
-               "agreement")
+               "fault_receipts", "agreement")
 
 
 def _flat_rows(model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -132,7 +140,9 @@ def _flat_rows(model: dict[str, Any]) -> list[dict[str, Any]]:
                 "coverage_percent": service["coverage_percent"],
                 "late_maintenance": " ".join(m["id"] for m in service["late_maintenance"]),
                 "credit_percent": service["credit_percent"], "credit_amount": service["credit_amount"],
-                "tracking_codes": " ".join(service["tracking_codes"]), "agreement": service["agreement"]["id"],
+                "tracking_codes": " ".join(service["tracking_codes"]),
+                "fault_receipts": " ".join(r["code"] for r in service["receipts"]),
+                "agreement": service["agreement"]["id"],
             })
     return rows
 

@@ -1,0 +1,31 @@
+"""Prometheus metrics (prometheus-client), in a registry of Didban's own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from didban.model import ProbeResult
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.checks = Counter("didban_checks_total", "Checks run, by result", ["status", "error"],
+                              registry=self.registry)
+        self.latency = Histogram("didban_check_latency_seconds", "Check latency",
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=self.registry)
+        self.lag = Histogram("didban_schedule_lag_seconds", "Delay between a check's due time and its start",
+                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=self.registry)
+        self.queue_depth = Gauge("didban_result_queue_depth", "Results waiting to be stored", registry=self.registry)
+        self.outbox_depth = Gauge("didban_outbox_depth", "Notices pending or being sent", registry=self.registry)
+        self.store_errors = Gauge("didban_store_errors", "Failed store writes since start (retried)",
+                                  registry=self.registry)
+        self.dropped = Gauge("didban_results_dropped", "Results dropped because the queue was full",
+                             registry=self.registry)
+        self.open_outages = Gauge("didban_open_outages", "Outages open now", registry=self.registry)
+
+    def observe_check(self, result: ProbeResult, lag_seconds: float | None = None) -> None:
+        self.checks.labels(result.status.value, result.error or "").inc()
+        self.latency.observe(result.latency_ms / 1000)
+        if lag_seconds is not None:
+            self.lag.observe(lag_seconds)

@@ -1,0 +1,497 @@
+"""The admin API (JSON, bearer tokens): maintenance windows, exclusions,
+acknowledgements, receipts, the credits ledger, month closes and exports.
+
+Request bodies are pydantic models, which both validate requests (a bad one
+gets a 4xx with the reason) and generate the OpenAPI document served at
+``/api/openapi.json``.  Tokens have a role — viewer (reads), operator
+(maintenance, exclusions, acknowledgements, receipts), admin (also month
+closes and the audit log) — and every write is audited.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from collector.sqlite_store import SqliteStore
+from didban.model import Exclusion, MaintenanceWindow, iso_utc
+from didban.tracking import new_code
+
+log = logging.getLogger("didban.web")
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# -- request bodies --------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WindowIn(Body):
+    services: list[str] = Field(min_length=1, max_length=500)
+    start: AwareDatetime
+    end: AwareDatetime
+    title: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowIn:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class WindowUpdate(Body):
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    title: str | None = Field(default=None, max_length=200)
+
+
+class ExclusionIn(WindowIn):
+    reason: str = Field(min_length=3, max_length=500)
+    evidence: str = Field(default="", max_length=2000)
+
+
+class AckIn(Body):
+    by: str = Field(default="", max_length=100)
+
+
+class NoteIn(Body):
+    note: str = Field(default="", max_length=2000)
+
+
+# -- plumbing ----------------------------------------------------------------------------------
+
+
+def _error(status: int, reason: str, details: Any = None) -> web.Response:
+    body: dict[str, Any] = {"error": reason}
+    if details is not None:
+        body["details"] = details
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API errors are JSON with a reason; nothing unexpected leaks as a stack trace."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason if exc.text is None or exc.text.startswith(str(exc.status))
+                      else exc.text)
+    except ValidationError as exc:
+        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False, include_input=False)]
+        return _error(422, "the request body is not valid", details)
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return _error(500, "internal error")
+
+
+def _ctx(request: web.Request) -> Any:
+    from didban.web.app import CONTEXT
+
+    return request.app[CONTEXT]
+
+
+def _who(request: web.Request, role: str) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise web.HTTPUnauthorized(text="a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    found = _ctx(request).records.token(header[len("Bearer "):].strip())
+    if found is None:
+        raise web.HTTPUnauthorized(text="unknown token", headers={"WWW-Authenticate": "Bearer"})
+    name, own_role = found
+    if ROLE_RANK[own_role] < ROLE_RANK[role]:
+        raise web.HTTPForbidden(text=f"this needs the {role} role; the token has {own_role}")
+    return str(name)
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="the body must be JSON") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return model.model_validate(data)
+
+
+def _audited(request: web.Request, who: str, status: int, body: Any) -> None:
+    _ctx(request).records.audit(who, request.method, request.path, status, body, int(time.time() * 1000))
+
+
+def _store(request: web.Request) -> SqliteStore:
+    return SqliteStore(_ctx(request).store_path)
+
+
+def _services(request: web.Request, names: list[str]) -> tuple[str, ...]:
+    known = {s.id for _, s in _ctx(request).config.services()}
+    unknown = [n for n in names if n != "*" and n not in known]
+    if unknown:
+        raise web.HTTPBadRequest(text=f"unknown services: {', '.join(unknown[:10])}")
+    return tuple(names)
+
+
+def _ms(moment: Any) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _window_json(window: MaintenanceWindow, notice_hours: float) -> dict[str, Any]:
+    hours = (window.start_ms - window.announced_at_ms) / 3_600_000
+    return {"id": window.id, "services": list(window.services), "start": iso_utc(window.start_ms),
+            "end": iso_utc(window.end_ms), "announced_at": iso_utc(window.announced_at_ms),
+            "cancelled": window.cancelled, "notice_hours": round(hours, 2),
+            "meets_notice": hours >= notice_hours and not window.cancelled}
+
+
+def _notice_hours(request: web.Request, services: tuple[str, ...]) -> float:
+    config = _ctx(request).config
+    relevant = [config.agreement(s.agreement).notice_hours for _, s in config.services()
+                if "*" in services or s.id in services]
+    return max(relevant, default=72.0)
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+async def status(request: web.Request) -> web.Response:
+    _who(request, "viewer")
+    store = _store(request)
+    try:
+        states = store.states()
+    finally:
+        store.close()
+    rows = []
+    for _, service in _ctx(request).config.services():
+        state = states.get(service.id)
+        status_now = state.status if state else None
+        since = state.since_ms if state else None
+        outage = state.open_outage if state else None
+        rows.append({"service": service.id, "state": status_now.value if status_now else None,
+                     "since": iso_utc(since) if since else None,
+                     "open_outage": outage.tracking_code if outage else None})
+    return web.json_response(rows)
+
+
+async def list_maintenance(request: web.Request) -> web.Response:
+    _who(request, "viewer")
+    store = _store(request)
+    try:
+        windows = store.maintenance()
+    finally:
+        store.close()
+    return web.json_response([_window_json(w, _notice_hours(request, w.services)) for w in windows])
+
+
+async def create_maintenance(request: web.Request) -> web.Response:
+    who = _who(request, "operator")
+    body = await _body(request, WindowIn)
+    services = _services(request, body.services)
+    now = int(time.time() * 1000)  # announced now, by the server's clock: never backdated
+    window = MaintenanceWindow(new_code("MW"), services, _ms(body.start), _ms(body.end), now)
+    store = _store(request)
+    try:
+        store.add_maintenance(window, body.title)
+    finally:
+        store.close()
+    hours = _notice_hours(request, services)
+    _ctx(request).notifier.maintenance_announced(window, hours, now)
+    _ctx(request).board.invalidate()
+    answer = _window_json(window, hours)
+    _audited(request, who, 201, answer)
+    return web.json_response(answer, status=201)
+
+
+async def update_maintenance(request: web.Request) -> web.Response:
+    who = _who(request, "operator")
+    body = await _body(request, WindowUpdate)
+    store = _store(request)
+    try:
+        window = next((w for w in store.maintenance() if w.id == request.match_info["id"]), None)
+        if window is None:
+            raise web.HTTPNotFound(text="no such maintenance window")
+        if window.cancelled:
+            raise web.HTTPConflict(text="a cancelled window cannot be changed")
+        start = _ms(body.start) if body.start else window.start_ms
+        end = _ms(body.end) if body.end else window.end_ms
+        if end <= start:
+            raise web.HTTPUnprocessableEntity(text="end must be after start")
+        # Moving a window is announcing it again: the notice runs from now.
+        moved = (start, end) != (window.start_ms, window.end_ms)
+        announced = int(time.time() * 1000) if moved else window.announced_at_ms
+        store.update_maintenance(window.id, start, end, announced, body.title)
+        updated = MaintenanceWindow(window.id, window.services, start, end, announced)
+    finally:
+        store.close()
+    _ctx(request).board.invalidate()
+    answer = _window_json(updated, _notice_hours(request, updated.services))
+    _audited(request, who, 200, answer)
+    return web.json_response(answer)
+
+
+async def cancel_maintenance(request: web.Request) -> web.Response:
+    who = _who(request, "operator")
+    store = _store(request)
+    try:
+        if not store.cancel_maintenance(request.match_info["id"]):
+            raise web.HTTPNotFound(text="no such maintenance window")
+    finally:
+        store.close()
+    _ctx(request).board.invalidate()
+    answer = {"id": request.match_info["id"], "cancelled": True}
+    _audited(request, who, 200, answer)
+    return web.json_response(answer)
+
+
+async def list_exclusions(request: web.Request) -> web.Response:
+    _who(request, "viewer")
+    store = _store(request)
+    try:
+        exclusions = store.exclusions()
+    finally:
+        store.close()
+    return web.json_response([{"id": e.id, "services": list(e.services), "start": iso_utc(e.start_ms),
+                               "end": iso_utc(e.end_ms), "reason": e.reason, "evidence": e.evidence}
+                              for e in exclusions])
+
+
+async def create_exclusion(request: web.Request) -> web.Response:
+    who = _who(request, "operator")
+    body = await _body(request, ExclusionIn)
+    exclusion = Exclusion(new_code("EX"), _services(request, body.services), _ms(body.start), _ms(body.end),
+                          body.reason, body.evidence)
+    store = _store(request)
+    try:
+        store.add_exclusion(exclusion, int(time.time() * 1000))
+    finally:
+        store.close()
+    answer = {"id": exclusion.id, "services": list(exclusion.services), "start": iso_utc(exclusion.start_ms),
+              "end": iso_utc(exclusion.end_ms), "reason": exclusion.reason, "evidence": exclusion.evidence}
+    _audited(request, who, 201, answer)
+    return web.json_response(answer, status=201)
+
+
+async def ack_outage(request: web.Request) -> web.Response:
+    who = _who(request, "operator")
+    body = await _body(request, AckIn) if request.can_read_body else AckIn()
+    key = request.match_info["id"]
+    store = _store(request)
+    try:
+        outage = next((o for o in store.outages() if key in (str(o.id), o.tracking_code)), None)
+    finally:
+        store.close()
+    if outage is None:
+        raise web.HTTPNotFound(text="no such outage")
+    new = _ctx(request).subscribers.acknowledge(outage.id, body.by or who, int(time.time() * 1000))
+    answer = {"outage": outage.tracking_code, "acknowledged": True, "already": not new}
+    _audited(request, who, 200, answer)
+    return web.json_response(answer)
+
+
+async def list_receipts(request: web.Request) -> web.Response:
+    _who(request, "viewer")
+    receipts = _ctx(request).records.receipts(service=request.query.get("service"))
+    return web.json_response([{**r.public(), "contact": r.contact} for r in receipts])
+
+
+async def receipt_state(request: web.Request) -> web.Response:
+    who = _who(request, "operator")
+    body = await _body(request, NoteIn) if request.can_read_body else NoteIn()
+    state = {"ack": "acknowledged", "resolve": "resolved"}[request.match_info["action"]]
+    code = request.match_info["code"]
+    if not _ctx(request).records.set_receipt_state(code, state, body.note, int(time.time() * 1000)):
+        raise web.HTTPNotFound(text="no such receipt")
+    answer = {"code": code.upper(), "state": state}
+    _audited(request, who, 200, answer)
+    return web.json_response(answer)
+
+
+async def credits(request: web.Request) -> web.Response:
+    _who(request, "viewer")
+    store = _store(request)
+    try:
+        entries = store.ledger(request.query.get("month"), request.query.get("service"))
+    finally:
+        store.close()
+    return web.json_response([
+        {"tracking_code": e.tracking_code, "month": e.month, "service": e.service, "kind": e.kind,
+         "credit_percent": e.credit_percent, "amount": e.amount, "availability_percent": e.availability_percent,
+         "issued": iso_utc(e.issued_ms), "adjusts": e.adjusts, "note": e.note} for e in entries
+    ])
+
+
+def _month(request: web.Request) -> Any:
+    from sla_calc.periods import BadMonth, JalaliMonth
+
+    try:
+        return JalaliMonth.parse(request.match_info["month"])
+    except BadMonth as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+async def close_month(request: web.Request) -> web.Response:
+    from didban.settlement import close_month as close
+
+    who = _who(request, "admin")
+    month = _month(request)
+    store = _store(request)
+    try:
+        outcome = close(_ctx(request).config, store, month, int(time.time() * 1000))
+    except ValueError as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
+    finally:
+        store.close()
+    answer = {"month": outcome.month, "closed_now": outcome.closed_now,
+              "credits": [c.tracking_code for c in outcome.credits],
+              "adjustments": [a.tracking_code for a in outcome.adjustments]}
+    _audited(request, who, 200, answer)
+    return web.json_response(answer)
+
+
+async def export_month(request: web.Request) -> web.Response:
+    from didban.exports import FORMATS, export
+    from didban.settlement import settle
+
+    _who(request, "viewer")
+    month = _month(request)
+    fmt = request.query.get("format", "json")
+    if fmt not in FORMATS:
+        raise web.HTTPBadRequest(text=f"format must be one of {', '.join(FORMATS)}")
+    store = _store(request)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settled = settle(_ctx(request).config, store, month, now_ms=int(time.time() * 1000))
+            written = export(_ctx(request).config, store, settled, fmt, Path(tmp))
+            data = _tar_gz(written) if written.is_dir() else written.read_bytes()
+            name = f"{written.name}.tar.gz" if written.is_dir() else written.name
+    finally:
+        store.close()
+    types = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf", "pack": "application/gzip",
+             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+    return web.Response(body=data, content_type=types[fmt],
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _tar_gz(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname=folder.name)
+    return buffer.getvalue()
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    _who(request, "admin")
+    return web.json_response(_ctx(request).records.audit_log())
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+# -- routes and the OpenAPI document -----------------------------------------------------------
+
+_ERRORS = {status: {"description": reason, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}}}
+    for status, reason in ((400, "bad request"), (401, "no or unknown token"), (403, "role too low"),
+                           (404, "not found"), (409, "conflict"), (422, "invalid body"))}
+
+
+def _operation(summary: str, role: str | None, body: type[BaseModel] | None = None,
+               params: list[dict[str, Any]] | None = None, ok: int = 200,
+               ok_type: Literal["object", "array", "file"] = "object") -> dict[str, Any]:
+    responses: dict[str, Any] = {str(k): v for k, v in _ERRORS.items()}
+    schema: dict[str, Any] = {"type": ok_type} if ok_type != "file" else {"type": "string", "format": "binary"}
+    media = "application/octet-stream" if ok_type == "file" else "application/json"
+    responses[str(ok)] = {"description": "done", "content": {media: {"schema": schema}}}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses, "parameters": params or []}
+    if role is not None:
+        operation["security"] = [{"bearer": []}]
+        operation["description"] = f"Needs a token with the {role} role (or higher)."
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
+    return operation
+
+
+def _path_param(name: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "minLength": 1}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, enum: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if enum:
+        schema["enum"] = enum
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+ROUTES: list[tuple[str, str, Handler, dict[str, Any]]] = [
+    ("GET", "/api/status", status, _operation("State of every service", "viewer", ok_type="array")),
+    ("GET", "/api/maintenance", list_maintenance, _operation("Maintenance windows", "viewer", ok_type="array")),
+    ("POST", "/api/maintenance", create_maintenance,
+     _operation("Announce a maintenance window (announced now)", "operator", WindowIn, ok=201)),
+    ("PATCH", "/api/maintenance/{id}", update_maintenance,
+     _operation("Change a window (moving it re-announces it)", "operator", WindowUpdate, [_path_param("id")])),
+    ("POST", "/api/maintenance/{id}/cancel", cancel_maintenance,
+     _operation("Cancel a window: it excludes nothing", "operator", params=[_path_param("id")])),
+    ("GET", "/api/exclusions", list_exclusions, _operation("Infrastructure exclusions", "viewer", ok_type="array")),
+    ("POST", "/api/exclusions", create_exclusion,
+     _operation("Record an infrastructure exclusion (telecom clause)", "operator", ExclusionIn, ok=201)),
+    ("POST", "/api/outages/{id}/ack", ack_outage,
+     _operation("Acknowledge an outage: stops its escalation", "operator", params=[_path_param("id")])),
+    ("GET", "/api/receipts", list_receipts,
+     _operation("Citizens' fault receipts", "viewer", params=[_query("service")], ok_type="array")),
+    ("POST", "/api/receipts/{code}/{action}", receipt_state,
+     _operation("Acknowledge or resolve a receipt", "operator",
+                params=[_path_param("code"), {**_path_param("action"), "schema": {"type": "string",
+                                                                                  "enum": ["ack", "resolve"]}}])),
+    ("GET", "/api/credits", credits,
+     _operation("The credits ledger", "viewer", params=[_query("month"), _query("service")], ok_type="array")),
+    ("POST", "/api/months/{month}/close", close_month,
+     _operation("Close a Jalali month (idempotent)", "admin", params=[_path_param("month", r"^\d{4}-\d{2}$")])),
+    ("GET", "/api/months/{month}/export", export_month,
+     _operation("A month's compliance export", "viewer",
+                params=[_path_param("month", r"^\d{4}-\d{2}$"), _query("format", ["json", "csv", "xlsx", "pdf",
+                                                                                   "pack"])], ok_type="file")),
+    ("GET", "/api/audit", audit_log, _operation("The audit log of API writes", "admin", ok_type="array")),
+]
+
+
+def _document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for method, path, _, operation in ROUTES:
+        paths.setdefault(path, {})[method.lower()] = operation
+    for model in (WindowIn, WindowUpdate, ExclusionIn, AckIn, NoteIn):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    paths["/api/openapi.json"] = {"get": _operation("This document", None)}
+    return {"openapi": "3.1.0", "info": {"title": "Didban admin API", "version": "1"},
+            "paths": paths, "components": {"schemas": schemas,
+                                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
+OPENAPI = json.loads(json.dumps(_document()))
+
+
+def register(app: web.Application) -> None:
+    for method, path, handler, _ in ROUTES:
+        app.router.add_route(method, path, handler)
+    app.router.add_get("/api/openapi.json", openapi)

@@ -1,0 +1,326 @@
+"""The web face of Didban, in the same process: status pages, fault receipts,
+subscriptions, the admin API, ``/metrics``, ``/healthz`` and ``/readyz``.
+
+Public pages are server-rendered HTML (Persian by default, ``?lang=en``), work
+without JavaScript and load nothing from outside.  Writes from the public are
+bounded: a per-IP rate limit, a size limit and a small arithmetic challenge;
+everything shown is escaped by the templates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from alerting.addresses import BadAddress
+from alerting.notifier import Notifier
+from alerting.outbox import Outbox
+from alerting.subscribers import Subscribers
+from didban.config import DidbanConfig
+from didban.model import ProbeResult, Status
+from didban.timefmt import jalali
+from didban.web.i18n import label, numbers
+from didban.web.records import WebRecords
+from didban.web.status import StatusBoard
+
+HERE = Path(__file__).resolve().parent
+FONTS = HERE.parent / "fonts"
+MAX_BODY = 16 * 1024
+Prober = Callable[[str], Awaitable[ProbeResult | None]]
+
+
+class RateLimit:
+    """At most ``burst`` writes per client address, refilled at ``per_minute``."""
+
+    def __init__(self, per_minute: float = 6, burst: int = 6) -> None:
+        self.rate = per_minute / 60
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        tokens, updated = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - updated) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1, now)
+        if len(self._buckets) > 100_000:  # bound the memory an attacker can make us use
+            self._buckets.clear()
+        return True
+
+
+@dataclass
+class WebContext:
+    config: DidbanConfig
+    store_path: str
+    prober: Prober | None = None  # re-probes a service when a citizen reports a fault
+    ready: Callable[[], bool] = lambda: True
+    metrics: Any = None
+    refresh: Callable[[], None] = lambda: None  # brings gauges up to date before /metrics answers
+    board: StatusBoard = field(init=False)
+    records: WebRecords = field(init=False)
+    subscribers: Subscribers = field(init=False)
+    notifier: Notifier = field(init=False)
+    limiter: RateLimit = field(default_factory=RateLimit)
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+
+    def __post_init__(self) -> None:
+        self.board = StatusBoard(self.config, self.store_path)
+        self.records = WebRecords(self.store_path)
+        self.subscribers = Subscribers(self.store_path)
+        self.notifier = Notifier(self.config, Outbox(self.store_path), self.subscribers)
+
+    def close(self) -> None:
+        self.records.close()
+        self.subscribers.close()
+        self.notifier.outbox.close()
+
+
+CONTEXT = web.AppKey("context", WebContext)
+_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+_TEMPLATES.filters["num"] = numbers
+
+
+def _lang(request: web.Request) -> str:
+    return "en" if request.query.get("lang") == "en" else "fa"
+
+
+def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    lang = _lang(request)
+    html = _TEMPLATES.get_template(template).render(
+        lang=lang, t=lambda key: label(key, lang), request_path=request.path,
+        now=jalali(int(time.time() * 1000)), **values)
+    return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+# -- challenge: a small sum, signed so the server keeps no state --------------------------
+
+
+def new_challenge(ctx: WebContext) -> dict[str, str]:
+    a, b = secrets.randbelow(9) + 1, secrets.randbelow(9) + 1
+    expires = int(time.time()) + 1800
+    signature = hmac.new(ctx.secret, f"{a + b}:{expires}".encode(), hashlib.sha256).hexdigest()
+    return {"question": f"{a} + {b} = ?", "token": f"{expires}:{signature}"}
+
+
+def check_challenge(ctx: WebContext, token: str, answer: str) -> bool:
+    expires, _, signature = token.partition(":")
+    if not expires.isdigit() or int(expires) < time.time() or not answer.strip().isdigit():
+        return False
+    expected = hmac.new(ctx.secret, f"{int(answer.strip())}:{expires}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+# -- public pages -------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.Response:
+    return render(request, "index.html", agencies=request.app[CONTEXT].config.agencies)
+
+
+async def agency_page(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    agency = next((a for a in ctx.config.agencies if a.id == request.match_info["agency"]), None)
+    if agency is None:
+        raise web.HTTPNotFound(text=label("not_found", _lang(request)))
+    services = ctx.board.agency(agency.id)
+    name = agency.name.fa if _lang(request) == "fa" else agency.name.en
+    return render(request, "agency.html", agency_name=name, services=services)
+
+
+async def service_page(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    service_id = request.match_info["service"]
+    for agency, service in ctx.config.services():
+        if service.id == service_id:
+            statuses = [s for s in ctx.board.agency(agency.id) if s.id == service_id]
+            name = agency.name.fa if _lang(request) == "fa" else agency.name.en
+            return render(request, "agency.html", agency_name=name, services=statuses)
+    raise web.HTTPNotFound(text=label("not_found", _lang(request)))
+
+
+def _known_service(ctx: WebContext, service_id: str) -> bool:
+    return any(s.id == service_id for _, s in ctx.config.services())
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    lang = _lang(request)
+    service_id = request.match_info["service"]
+    back = f"/s/{service_id}?lang={lang}"
+    if not _known_service(ctx, service_id):
+        raise web.HTTPNotFound(text=label("not_found", lang))
+    if not ctx.limiter.allow(_client(request)):
+        return render(request, "message.html", 429, message=label("too_many", lang), back=back, confirm=None)
+    form = await request.post()
+    kind, address = str(form.get("kind", "")), str(form.get("address", ""))
+    try:
+        subscriber = ctx.subscribers.subscribe(service_id, kind, address, lang, int(time.time() * 1000))
+    except BadAddress as exc:
+        return render(request, "message.html", 400, message=str(exc), back=back, confirm=None)
+    ctx.notifier.confirm_subscription(service_id, kind, subscriber.address, lang, subscriber.code, subscriber.token,
+                                      int(time.time() * 1000))
+    return render(request, "message.html", message=label("subscribed_check", lang), back=back,
+                  confirm={"service": service_id, "kind": kind, "address": subscriber.address})
+
+
+async def confirm(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    lang = _lang(request)
+    service_id = request.match_info["service"]
+    back = f"/s/{service_id}?lang={lang}"
+    if not ctx.limiter.allow(_client(request)):
+        return render(request, "message.html", 429, message=label("too_many", lang), back=back, confirm=None)
+    form = await request.post()
+    try:
+        ok = ctx.subscribers.confirm(service_id, str(form.get("kind", "")), str(form.get("address", "")),
+                                     str(form.get("code", "")))
+    except BadAddress:
+        ok = False
+    return render(request, "message.html", 200 if ok else 400,
+                  message=label("subscription_confirmed" if ok else "wrong_code", lang), back=back, confirm=None)
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    ok = ctx.subscribers.unsubscribe(request.match_info["token"])
+    return render(request, "message.html", 200 if ok else 404,
+                  message=label("unsubscribed" if ok else "unknown_link", _lang(request)), back="/", confirm=None)
+
+
+# -- citizens' fault receipts -------------------------------------------------------------------
+
+
+async def receipt_form(request: web.Request, error: str | None = None, status: int = 200) -> web.Response:
+    ctx = request.app[CONTEXT]
+    return render(request, "receipt_form.html", status, agencies=ctx.config.agencies,
+                  selected=request.query.get("service", ""), challenge=new_challenge(ctx), error=error)
+
+
+async def file_receipt(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    lang = _lang(request)
+    if not ctx.limiter.allow(_client(request)):
+        return await receipt_form(request, label("too_many", lang), 429)
+    form = await request.post()
+    service_id = str(form.get("service", ""))
+    description = str(form.get("description", "")).strip()
+    contact = str(form.get("contact", "")).strip()
+    if not _known_service(ctx, service_id) or not description or len(description) > 2000 or len(contact) > 254:
+        return await receipt_form(request, label("what_went_wrong", lang), 400)
+    if not check_challenge(ctx, str(form.get("challenge", "")), str(form.get("answer", ""))):
+        return await receipt_form(request, label("wrong_answer", lang), 400)
+    now_ms = int(time.time() * 1000)
+    receipt = ctx.records.file_receipt(service_id, description, contact, now_ms)
+    if ctx.prober is not None:
+        result = await ctx.prober(service_id)
+        if result is not None:
+            ctx.records.record_probe(receipt.code, result.status is Status.DOWN,
+                                     f"{result.status.value} {result.error or ''} {result.detail}".strip())
+    raise web.HTTPSeeOther(f"/receipts/{receipt.code}?lang={lang}&created=1")
+
+
+async def show_receipt(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    lang = _lang(request)
+    receipt = ctx.records.receipt(request.match_info["code"])
+    if receipt is None:
+        raise web.HTTPNotFound(text=label("not_found", lang))
+    service = ctx.config.service(receipt.service)
+    return render(request, "receipt.html", receipt=receipt, created=bool(request.query.get("created")),
+                  service_name=service.name.fa if lang == "fa" else service.name.en, filed=jalali(receipt.created_ms))
+
+
+# -- operations -----------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    problems = []
+    try:
+        ctx.records.receipts(0, 1)
+    except Exception as exc:  # the store must answer for the service to be ready
+        problems.append(f"store: {type(exc).__name__}")
+    if not ctx.ready():
+        problems.append("scheduler not running")
+    return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    ctx = request.app[CONTEXT]
+    if ctx.metrics is None:
+        raise web.HTTPNotFound(text="metrics are not enabled")
+    ctx.refresh()
+    ctx.metrics.outbox_depth.set(sum(v for k, v in ctx.notifier.outbox.counts().items() if k in ("pending", "sending")))
+    body = generate_latest(ctx.metrics.registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name == "style.css":
+        return web.FileResponse(HERE / "static" / "style.css")
+    if name in ("Vazirmatn-Regular.woff2", "Vazirmatn-Bold.woff2"):
+        response = web.FileResponse(FONTS / name)
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        return response
+    raise web.HTTPNotFound()
+
+
+def build_app(context: WebContext) -> web.Application:
+    from didban.web import api
+
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[security_headers, api.errors_as_json])
+    app[CONTEXT] = context
+    app.router.add_get("/", index)
+    app.router.add_get("/a/{agency}", agency_page)
+    app.router.add_get("/s/{service}", service_page)
+    app.router.add_post("/s/{service}/subscribe", subscribe)
+    app.router.add_post("/s/{service}/confirm", confirm)
+    app.router.add_get("/unsubscribe/{token}", unsubscribe)
+    app.router.add_get("/receipts/new", receipt_form)
+    app.router.add_post("/receipts", file_receipt)
+    app.router.add_get("/receipts/{code}", show_receipt)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/static/{name}", static)
+    api.register(app)
+    app.on_cleanup.append(lambda app: _close(app))
+    return app
+
+
+async def _close(app: web.Application) -> None:
+    app[CONTEXT].close()
