@@ -311,7 +311,9 @@ async def list_receipts(request: web.Request) -> web.Response:
 async def receipt_state(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, NoteIn) if request.can_read_body else NoteIn()
-    state = {"ack": "acknowledged", "resolve": "resolved"}[request.match_info["action"]]
+    state = {"ack": "acknowledged", "resolve": "resolved"}.get(request.match_info["action"])
+    if state is None:
+        raise web.HTTPNotFound(text="the action is ack or resolve")
     code = request.match_info["code"]
     if not _ctx(request).records.set_receipt_state(code, state, body.note, int(time.time() * 1000)):
         raise web.HTTPNotFound(text="no such receipt")

@@ -1,0 +1,346 @@
+"""The web face: status pages, subscriptions, fault receipts, the admin API, /metrics —
+against a real SQLite file, a real engine and real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from collector.sqlite_store import SqliteStore
+from collector.store import Batch, OutageChange
+from didban.config import DidbanConfig
+from didban.engine import Engine
+from didban.metrics import Metrics
+from didban.model import ProbeResult, Status
+from didban.web.app import CONTEXT, WebContext, build_app, check_challenge
+from didban.web.records import WebRecords
+from tests.conftest import make_config
+
+NAME_FA = "ارسال سند به دستگاه اجرایی یا دستگاه ثالث"
+
+
+def web_config(target_url: str = "http://127.0.0.1:9/") -> DidbanConfig:
+    return make_config([
+        {"id": "dispatch", "name": {"fa": NAME_FA, "en": "Document dispatch"}, "interval_seconds": 60,
+         "timeout_seconds": 2, "probes": [{"type": "http", "url": target_url}]},
+        {"id": "portal", "name": {"fa": "پورتال اداره کل", "en": "Portal"},
+         "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]},
+    ])
+
+
+def history(store: SqliteStore, service: str, outage_minutes_ago: tuple[int, int] | None = None) -> None:
+    """Two days of results every 5 minutes, with an outage (minutes ago) if given."""
+    now = int(time.time() * 1000)
+    results = []
+    for k in range(2 * 288, -1, -1):
+        ts = now - k * 300_000
+        down = outage_minutes_ago is not None and outage_minutes_ago[1] * 60_000 <= now - ts <= \
+            outage_minutes_ago[0] * 60_000
+        results.append(ProbeResult(service, "tabriz", ts, Status.DOWN if down else Status.UP, 40.0,
+                                   "http_status" if down else None))
+    changes = []
+    if outage_minutes_ago is not None:
+        changes.append(OutageChange(service, now - outage_minutes_ago[0] * 60_000, opening=True, error="http_status"))
+    store.write(Batch(results=results, changes=changes))
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, db_path: Path) -> Any:
+    store = SqliteStore(db_path)
+    history(store, "dispatch", outage_minutes_ago=(30, 0))
+    history(store, "portal")
+    store.close()
+    context = WebContext(web_config(), str(db_path), metrics=Metrics())
+    return await aiohttp_client(build_app(context))
+
+
+def challenge_answer(html: str) -> tuple[str, str]:
+    question = re.search(r"(\d+) \+ (\d+) = \?", html.translate(str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")))
+    token = re.search(r'name="challenge" value="([^"]+)"', html)
+    assert question and token
+    return token.group(1), str(int(question.group(1)) + int(question.group(2)))
+
+
+# -- public pages ---------------------------------------------------------------------------------
+
+
+async def test_status_page_is_persian_rtl_with_jalali_dates_and_the_outage(client: TestClient) -> None:
+    response = await client.get("/a/agency")
+    html = await response.text()
+    assert response.status == 200
+    assert '<html lang="fa" dir="rtl">' in html
+    assert NAME_FA in html
+    assert re.search(r"۱۴\d\d/\d\d/\d\d", html.translate(str.maketrans("0123456789", "0123456789")))
+    assert ("state-down" in html and "OT-" not in html) or "ادامه دارد" in html  # the open outage is listed
+    assert html.count('class="bar ') == 2 * 90
+    assert "Content-Security-Policy" in response.headers
+
+
+async def test_english_toggle(client: TestClient) -> None:
+    html = await (await client.get("/a/agency?lang=en")).text()
+    assert '<html lang="en" dir="ltr">' in html and "Document dispatch" in html and "Availability this month" in html
+
+
+async def test_month_to_date_availability_is_truncated(client: TestClient) -> None:
+    html = await (await client.get("/s/portal?lang=en")).text()
+    assert "100.00%" in html.replace("٪", "%")
+
+
+async def test_unknown_pages_are_404(client: TestClient) -> None:
+    assert (await client.get("/a/nope")).status == 404
+    assert (await client.get("/receipts/RC-XXXX-XXXX")).status == 404
+
+
+# -- fault receipts ------------------------------------------------------------------------------------
+
+
+async def file_receipt(client: TestClient, description: str, service: str = "dispatch") -> Any:
+    form = await (await client.get(f"/receipts/new?service={service}")).text()
+    token, answer = challenge_answer(form)
+    return await client.post("/receipts", data={"service": service, "description": description,
+                                                "contact": "09121234567", "challenge": token, "answer": answer},
+                             allow_redirects=False)
+
+
+async def test_a_fault_report_gets_a_tracking_code_and_can_be_looked_up(client: TestClient) -> None:
+    response = await file_receipt(client, "صفحه باز نمی‌شود")
+    assert response.status == 303
+    location = response.headers["Location"]
+    code = location.split("/receipts/")[1].split("?")[0]
+    assert re.fullmatch(r"RC-[2-9A-Z]{4}-[2-9A-Z]{4}", code)
+    page = await (await client.get(f"/receipts/{code}")).text()
+    assert code in page and "صفحه باز نمی‌شود" in page and "09121234567" not in page  # contact stays private
+
+
+async def test_hostile_input_is_escaped_not_stored_as_markup(client: TestClient) -> None:
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    response = await file_receipt(client, hostile)
+    code = response.headers["Location"].split("/receipts/")[1].split("?")[0]
+    page = await (await client.get(f"/receipts/{code}")).text()
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;" in page
+
+
+async def test_a_wrong_challenge_answer_is_refused(client: TestClient) -> None:
+    form = await (await client.get("/receipts/new")).text()
+    token, answer = challenge_answer(form)
+    response = await client.post("/receipts", data={"service": "dispatch", "description": "x", "challenge": token,
+                                                    "answer": str(int(answer) + 1)})
+    assert response.status == 400
+    assert not check_challenge(client.server.app[CONTEXT], token, "x")
+
+
+async def test_too_many_reports_from_one_address_are_refused(client: TestClient) -> None:
+    statuses = [(await file_receipt(client, f"report {i}")).status for i in range(8)]
+    assert statuses[:6] == [303] * 6 and statuses[-1] == 429
+
+
+async def test_a_report_is_checked_by_an_immediate_probe(aiohttp_client: Any, aiohttp_server: Any,
+                                                         db_path: Path) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    target_app = web.Application()
+    target_app.router.add_get("/", broken)
+    target = await aiohttp_server(target_app)
+    config = web_config(str(target.make_url("/")))
+    store = SqliteStore(db_path)
+    engine = Engine(config, store, "tabriz")
+    await engine.open()
+    try:
+        client = await aiohttp_client(build_app(WebContext(config, str(db_path), prober=engine.probe_now)))
+        response = await file_receipt(client, "خطای ۵۰۳")
+        code = response.headers["Location"].split("/receipts/")[1].split("?")[0]
+        receipt = WebRecords(db_path).receipt(code)
+        assert receipt is not None and receipt.probe_confirmed is True
+        assert "http_status" in (receipt.probe_detail or "")
+    finally:
+        await engine.stop()
+        store.close()
+
+
+# -- subscriptions -----------------------------------------------------------------------------------
+
+
+async def test_subscribe_confirm_and_unsubscribe(client: TestClient) -> None:
+    bad = await client.post("/s/portal/subscribe", data={"kind": "sms", "address": "02112345678"})
+    assert bad.status == 400 and "Iranian mobile" in await bad.text()
+    page = await (await client.post("/s/portal/subscribe", data={"kind": "sms", "address": "۰۹۱۲۱۲۳۴۵۶۷"})).text()
+    assert 'name="code"' in page
+    subscribers = client.server.app[CONTEXT].subscribers
+    subscriber = subscribers.find("portal", "sms", "09121234567")
+    assert subscriber is not None and not subscriber.confirmed
+    wrong = await client.post("/s/portal/confirm", data={"kind": "sms", "address": "09121234567", "code": "000000"
+                                                         if subscriber.code != "000000" else "111111"})
+    assert wrong.status == 400
+    right = await client.post("/s/portal/confirm", data={"kind": "sms", "address": "09121234567",
+                                                         "code": subscriber.code})
+    assert right.status == 200 and [s.address for s in subscribers.of_service("portal")] == ["09121234567"]
+    assert (await client.get(f"/unsubscribe/{subscriber.token}")).status == 200
+    assert subscribers.of_service("portal") == []
+
+
+# -- the admin API --------------------------------------------------------------------------------------
+
+
+def tokens(client: TestClient) -> dict[str, str]:
+    records = client.server.app[CONTEXT].records
+    return {role: records.create_token(f"{role}-test", role, 0) for role in ("viewer", "operator", "admin")}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_the_api_needs_a_token_with_the_right_role(client: TestClient) -> None:
+    keys = tokens(client)
+    assert (await client.get("/api/status")).status == 401
+    assert (await client.get("/api/status", headers=bearer("dbn_wrong"))).status == 401
+    window = {"services": ["portal"], "start": "2099-01-01T00:00:00+03:30", "end": "2099-01-01T02:00:00+03:30"}
+    denied = await client.post("/api/maintenance", json=window, headers=bearer(keys["viewer"]))
+    assert denied.status == 403 and "operator" in (await denied.json())["error"]
+    assert (await client.get("/api/status", headers=bearer(keys["viewer"]))).status == 200
+
+
+async def test_maintenance_through_the_api(client: TestClient) -> None:
+    keys = tokens(client)
+    soon = time.time() + 10 * 3600
+    far = time.time() + 100 * 3600
+
+    def window(start: float) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        return {"services": ["portal"], "start": datetime.fromtimestamp(start, UTC).isoformat(),
+                "end": datetime.fromtimestamp(start + 7200, UTC).isoformat(), "title": "ارتقای پایگاه داده"}
+
+    late = await client.post("/api/maintenance", json=window(soon), headers=bearer(keys["operator"]))
+    assert late.status == 201
+    late_body = await late.json()
+    assert late_body["meets_notice"] is False and 9.9 < late_body["notice_hours"] < 10.1
+    # announced_at is the server's clock: a client cannot backdate it
+    backdated = await client.post("/api/maintenance", json={**window(far), "announced_at": "2000-01-01T00:00:00Z"},
+                                  headers=bearer(keys["operator"]))
+    assert backdated.status == 422
+    on_time = await client.post("/api/maintenance", json=window(far), headers=bearer(keys["operator"]))
+    body = await on_time.json()
+    assert body["meets_notice"] is True
+    moved = await client.patch(f"/api/maintenance/{body['id']}", json={"start": window(soon)["start"],
+                                                                       "end": window(soon)["end"]},
+                               headers=bearer(keys["operator"]))
+    assert (await moved.json())["meets_notice"] is False  # moving re-announces: the notice runs from now
+    cancel = await client.post(f"/api/maintenance/{body['id']}/cancel", headers=bearer(keys["operator"]))
+    assert cancel.status == 200
+    listed = await (await client.get("/api/maintenance", headers=bearer(keys["viewer"]))).json()
+    assert [w["cancelled"] for w in listed] == [False, True] or len(listed) == 2
+    audit = await (await client.get("/api/audit", headers=bearer(keys["admin"]))).json()
+    assert {entry["who"] for entry in audit} == {"operator-test"}
+    assert {entry["path"] for entry in audit} >= {"/api/maintenance", f"/api/maintenance/{body['id']}/cancel"}
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    ("not json", 400, "JSON"),
+    ([], 400, "object"),
+    ({"services": [], "start": "2099-01-01T00:00:00Z", "end": "2099-01-01T01:00:00Z"}, 422, "not valid"),
+    ({"services": ["portal"], "start": "2099-01-01T00:00:00", "end": "2099-01-01T01:00:00"}, 422, "not valid"),
+    ({"services": ["portal"], "start": "2099-01-01T02:00:00Z", "end": "2099-01-01T01:00:00Z"}, 422, "not valid"),
+    ({"services": ["nope"], "start": "2099-01-01T00:00:00Z", "end": "2099-01-01T01:00:00Z"}, 400, "unknown"),
+])
+async def test_bad_api_requests_get_a_4xx_with_a_reason(client: TestClient, body: Any, status: int,
+                                                        reason: str) -> None:
+    keys = tokens(client)
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = await client.post("/api/maintenance", data=data, headers={**bearer(keys["operator"]),
+                                                                         "Content-Type": "application/json"})
+    assert response.status == status
+    assert reason in json.dumps(await response.json(), ensure_ascii=False)
+
+
+async def test_exclusions_acks_receipts_credits_and_months(client: TestClient) -> None:
+    keys = tokens(client)
+    operator, admin, viewer = bearer(keys["operator"]), bearer(keys["admin"]), bearer(keys["viewer"])
+    created = await client.post("/api/exclusions", json={
+        "services": ["*"], "start": "2024-09-22T00:00:00Z", "end": "2024-09-22T01:00:00Z",
+        "reason": "قطعی شبکهٔ ملی", "evidence": "گزارش مخابرات"}, headers=operator)
+    assert created.status == 201
+    assert len(await (await client.get("/api/exclusions", headers=viewer)).json()) == 1
+    outage = (await (await client.get("/api/status", headers=viewer)).json())[0]["open_outage"]
+    ack = await client.post(f"/api/outages/{outage}/ack", json={"by": "on-call"}, headers=operator)
+    assert (await ack.json())["acknowledged"] is True
+    receipt = await file_receipt(client, "کند است")
+    code = receipt.headers["Location"].split("/receipts/")[1].split("?")[0]
+    resolved = await client.post(f"/api/receipts/{code}/resolve", json={"note": "رفع شد"}, headers=operator)
+    assert (await resolved.json())["state"] == "resolved"
+    assert (await (await client.get("/api/receipts", headers=viewer)).json())[0]["state"] == "resolved"
+    from sla_calc.periods import JalaliMonth
+
+    current = JalaliMonth.containing(int(time.time() * 1000))
+    running = await client.post(f"/api/months/{current}/close", headers=admin)
+    assert running.status == 409 and "has not ended" in (await running.json())["error"]
+    assert (await client.post("/api/months/1403-13/close", headers=admin)).status == 400
+    closed = await client.post("/api/months/1403-07/close", headers=admin)
+    assert (await closed.json())["closed_now"] is True
+    assert await (await client.get("/api/credits?month=1403-07", headers=viewer)).json() == []
+    export = await client.get("/api/months/1403-07/export?format=csv", headers=viewer)
+    assert export.status == 200 and (await export.read()).startswith(b"\xef\xbb\xbf")
+
+
+async def test_openapi_document_describes_the_api(client: TestClient) -> None:
+    spec = await (await client.get("/api/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/api/maintenance", "/api/exclusions", "/api/months/{month}/close"} <= set(spec["paths"])
+    assert "WindowIn" in spec["components"]["schemas"]
+
+
+# -- operations -----------------------------------------------------------------------------------------
+
+
+async def test_health_and_readiness(aiohttp_client: Any, db_path: Path) -> None:
+    SqliteStore(db_path).close()
+    ready = await aiohttp_client(build_app(WebContext(web_config(), str(db_path))))
+    assert (await ready.get("/healthz")).status == 200
+    assert (await ready.get("/readyz")).status == 200
+    stopped = await aiohttp_client(build_app(WebContext(web_config(), str(db_path), ready=lambda: False)))
+    answer = await stopped.get("/readyz")
+    assert answer.status == 503 and "scheduler not running" in (await answer.json())["problems"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus is installed by scripts/test.sh")
+async def test_metrics_pass_promtool(client: TestClient) -> None:
+    metrics = client.server.app[CONTEXT].metrics
+    metrics.observe_check(ProbeResult("portal", "x", 0, Status.DOWN, 120.0, "timeout"), 0.004)
+    text = await (await client.get("/metrics")).text()
+    assert 'didban_checks_total{error="timeout",status="down"} 1.0' in text
+    assert "didban_schedule_lag_seconds_bucket" in text and "didban_outbox_depth" in text
+    promtool = await asyncio.create_subprocess_exec("promtool", "check", "metrics", stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(promtool.communicate(text.encode()), 60)
+    assert promtool.returncode == 0, output.decode()
+
+
+async def test_schemathesis_finds_no_server_error(aiohttp_server: Any, db_path: Path, tmp_path: Path) -> None:
+    store = SqliteStore(db_path)
+    history(store, "dispatch", outage_minutes_ago=(30, 0))
+    store.close()
+    context = WebContext(web_config(), str(db_path))
+    server = await aiohttp_server(build_app(context))
+    token = context.records.create_token("fuzz", "admin", 0)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "schemathesis.cli", "run", str(server.make_url("/api/openapi.json")),
+        "--checks", "not_a_server_error", "--max-examples", "12", "--header", f"Authorization: Bearer {token}",
+        "--exclude-path", "/api/months/{month}/export", "--no-color",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
+    output, _ = await asyncio.wait_for(process.communicate(), 300)
+    text = output.decode()
+    assert process.returncode == 0, text[-3000:]
+    counts = re.search(r"(\d+) generated, (\d+) passed", text)
+    assert counts is not None and counts.group(1) == counts.group(2) and int(counts.group(1)) > 100, text[-3000:]
