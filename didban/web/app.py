@@ -98,7 +98,7 @@ def _lang(request: web.Request) -> str:
 def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
     lang = _lang(request)
     html = _TEMPLATES.get_template(template).render(
-        lang=lang, t=lambda key: label(key, lang), request_path=request.path,
+        lang=lang, t=lambda key: label(key, lang), request_path=request.path, pc="٪" if lang == "fa" else "%",
         now=jalali(int(time.time() * 1000)), **values)
     return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
 
