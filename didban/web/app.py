@@ -72,6 +72,7 @@ class WebContext:
     subscribers: Subscribers = field(init=False)
     notifier: Notifier = field(init=False)
     limiter: RateLimit = field(default_factory=RateLimit)
+    pages: dict[tuple[str, str | None, str], tuple[int, str]] = field(default_factory=dict)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def __post_init__(self) -> None:
@@ -142,14 +143,28 @@ async def index(request: web.Request) -> web.Response:
     return render(request, "index.html", agencies=request.app[CONTEXT].config.agencies)
 
 
+async def _board_page(request: web.Request, agency_id: str, service_id: str | None) -> web.Response:
+    """An agency's (or one service's) board, rendered once per board version and language."""
+    ctx = request.app[CONTEXT]
+    lang = _lang(request)
+    version, statuses = await ctx.board.board(agency_id)
+    key = (agency_id, service_id, lang)
+    cached = ctx.pages.get(key)
+    if cached is None or cached[0] != version:
+        agency = next(a for a in ctx.config.agencies if a.id == agency_id)
+        shown = [s for s in statuses if service_id is None or s.id == service_id]
+        html = render(request, "agency.html", agency_name=agency.name.fa if lang == "fa" else agency.name.en,
+                      services=shown).text or ""
+        cached = ctx.pages[key] = (version, html)
+    return web.Response(text=cached[1], content_type="text/html", charset="utf-8")
+
+
 async def agency_page(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     agency = next((a for a in ctx.config.agencies if a.id == request.match_info["agency"]), None)
     if agency is None:
         raise web.HTTPNotFound(text=label("not_found", _lang(request)))
-    services = ctx.board.agency(agency.id)
-    name = agency.name.fa if _lang(request) == "fa" else agency.name.en
-    return render(request, "agency.html", agency_name=name, services=services)
+    return await _board_page(request, agency.id, None)
 
 
 async def service_page(request: web.Request) -> web.Response:
@@ -157,9 +172,7 @@ async def service_page(request: web.Request) -> web.Response:
     service_id = request.match_info["service"]
     for agency, service in ctx.config.services():
         if service.id == service_id:
-            statuses = [s for s in ctx.board.agency(agency.id) if s.id == service_id]
-            name = agency.name.fa if _lang(request) == "fa" else agency.name.en
-            return render(request, "agency.html", agency_name=name, services=statuses)
+            return await _board_page(request, agency.id, service_id)
     raise web.HTTPNotFound(text=label("not_found", _lang(request)))
 
 

@@ -10,6 +10,7 @@ often than the data changes: results are cached for ``ttl`` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,25 +70,53 @@ def _level(downtime_minutes: float, covered: bool) -> str:
 
 
 class StatusBoard:
+    """Agency boards, rebuilt in a worker thread and never on the request path once built.
+
+    A request gets the last board at once; when it is older than ``ttl`` a
+    single background rebuild starts (stale-while-revalidate).  Each build
+    has a version number, so rendered pages can be cached per version.
+    """
+
     def __init__(self, config: DidbanConfig, store_path: str, ttl: float = 15.0) -> None:
         self.config = config
         self.store_path = store_path
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, Any]] = {}
-
-    def _cached(self, key: str, build: Any) -> Any:
-        hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl:
-            return hit[1]
-        value = build()
-        self._cache[key] = (time.monotonic(), value)
-        return value
+        self._cache: dict[str, tuple[float, int, list[ServiceStatus]]] = {}
+        self._building: dict[str, asyncio.Future[list[ServiceStatus]]] = {}
+        self._version = 0
 
     def invalidate(self) -> None:
         self._cache.clear()
 
     def agency(self, agency_id: str, now_ms: int | None = None) -> list[ServiceStatus]:
-        return list(self._cached(f"agency:{agency_id}", lambda: self._build_agency(agency_id, now_ms)))
+        """Synchronous and uncached: for exports and tests."""
+        return self._build_agency(agency_id, now_ms)
+
+    async def board(self, agency_id: str) -> tuple[int, list[ServiceStatus]]:
+        """(version, statuses) of an agency, fresh enough, without blocking the event loop."""
+        hit = self._cache.get(agency_id)
+        if hit is not None:
+            if time.monotonic() - hit[0] >= self.ttl and agency_id not in self._building:
+                self._start_build(agency_id)
+            return hit[1], hit[2]
+        if agency_id not in self._building:
+            self._start_build(agency_id)
+        await self._building[agency_id]
+        cached = self._cache[agency_id]
+        return cached[1], cached[2]
+
+    def _start_build(self, agency_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._build_agency, agency_id, None)
+        self._building[agency_id] = future
+
+        def done(result: asyncio.Future[list[ServiceStatus]]) -> None:
+            self._building.pop(agency_id, None)
+            if not result.cancelled() and result.exception() is None:
+                self._version += 1
+                self._cache[agency_id] = (time.monotonic(), self._version, result.result())
+
+        future.add_done_callback(done)
 
     def _build_agency(self, agency_id: str, now_ms: int | None) -> list[ServiceStatus]:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
