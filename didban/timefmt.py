@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import jdatetime
@@ -18,7 +19,14 @@ def persian_digits(text: str) -> str:
 
 def jalali(ms: int, with_time: bool = True) -> str:
     """``1403/07/01 14:05`` in Tehran."""
-    local = ms_to_datetime(ms).astimezone(TEHRAN)
+    return _jalali_minute(ms - ms % 60_000, with_time)
+
+
+@lru_cache(maxsize=65_536)
+def _jalali_minute(minute_ms: int, with_time: bool) -> str:
+    # Cached: a status page labels the same 90 days for every service, and
+    # jdatetime's conversion and strftime are slow.
+    local = ms_to_datetime(minute_ms).astimezone(TEHRAN)
     date = jdatetime.datetime.fromgregorian(datetime=local)
     return str(date.strftime("%Y/%m/%d %H:%M" if with_time else "%Y/%m/%d"))
 

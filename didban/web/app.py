@@ -9,6 +9,7 @@ everything shown is escaped by the templates.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import secrets
@@ -72,14 +73,32 @@ class WebContext:
     subscribers: Subscribers = field(init=False)
     notifier: Notifier = field(init=False)
     limiter: RateLimit = field(default_factory=RateLimit)
-    pages: dict[tuple[str, str | None, str], tuple[int, str]] = field(default_factory=dict)
+    pages: dict[tuple[str, str | None, str], tuple[int, bytes, bytes]] = field(default_factory=dict)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def __post_init__(self) -> None:
-        self.board = StatusBoard(self.config, self.store_path)
+        self.board = StatusBoard(self.config, self.store_path, prerender=self.prerender_agency)
         self.records = WebRecords(self.store_path)
         self.subscribers = Subscribers(self.store_path)
         self.notifier = Notifier(self.config, Outbox(self.store_path), self.subscribers)
+
+    def page(self, agency_id: str, service_id: str | None, lang: str, version: int,
+             statuses: list[Any]) -> tuple[int, bytes, bytes]:
+        """A board page, rendered and gzipped once per board version."""
+        key = (agency_id, service_id, lang)
+        cached = self.pages.get(key)
+        if cached is None or cached[0] != version:
+            agency = next(a for a in self.config.agencies if a.id == agency_id)
+            shown = [s for s in statuses if service_id is None or s.id == service_id]
+            path = f"/a/{agency_id}" if service_id is None else f"/s/{service_id}"
+            html = render_html("agency.html", lang, path, services=shown,
+                               agency_name=agency.name.fa if lang == "fa" else agency.name.en).encode()
+            cached = self.pages[key] = (version, html, gzip.compress(html, compresslevel=5))
+        return cached
+
+    def prerender_agency(self, agency_id: str, version: int, statuses: list[Any]) -> None:
+        for lang in ("fa", "en"):
+            self.page(agency_id, None, lang, version, statuses)
 
     def close(self) -> None:
         self.records.close()
@@ -96,11 +115,14 @@ def _lang(request: web.Request) -> str:
     return "en" if request.query.get("lang") == "en" else "fa"
 
 
-def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
-    lang = _lang(request)
-    html = _TEMPLATES.get_template(template).render(
-        lang=lang, t=lambda key: label(key, lang), request_path=request.path, pc="٪" if lang == "fa" else "%",
+def render_html(template: str, lang: str, path: str, **values: Any) -> str:
+    return _TEMPLATES.get_template(template).render(
+        lang=lang, t=lambda key: label(key, lang), request_path=path, pc="٪" if lang == "fa" else "%",
         now=jalali(int(time.time() * 1000)), **values)
+
+
+def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    html = render_html(template, _lang(request), request.path, **values)
     return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
 
 
@@ -148,15 +170,15 @@ async def _board_page(request: web.Request, agency_id: str, service_id: str | No
     ctx = request.app[CONTEXT]
     lang = _lang(request)
     version, statuses = await ctx.board.board(agency_id)
-    key = (agency_id, service_id, lang)
-    cached = ctx.pages.get(key)
-    if cached is None or cached[0] != version:
-        agency = next(a for a in ctx.config.agencies if a.id == agency_id)
-        shown = [s for s in statuses if service_id is None or s.id == service_id]
-        html = render(request, "agency.html", agency_name=agency.name.fa if lang == "fa" else agency.name.en,
-                      services=shown).text or ""
-        cached = ctx.pages[key] = (version, html)
-    return web.Response(text=cached[1], content_type="text/html", charset="utf-8")
+    cached = ctx.page(agency_id, service_id, lang, version, statuses)
+    response = web.Response(content_type="text/html", charset="utf-8")
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.body = cached[2]  # compressed once per board version, not per request
+        response.headers["Content-Encoding"] = "gzip"
+    else:
+        response.body = cached[1]
+    response.headers["Vary"] = "Accept-Encoding"
+    return response
 
 
 async def agency_page(request: web.Request) -> web.Response:
