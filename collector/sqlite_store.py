@@ -545,6 +545,12 @@ class SqliteStore:
             for code, m, svc, kind, pct, amount, avail, issued, adjusts, note in rows
         ]
 
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         try:
             self._flush_latest()

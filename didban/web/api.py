@@ -158,6 +158,11 @@ def _window_json(window: MaintenanceWindow, notice_hours: float) -> dict[str, An
             "meets_notice": hours >= notice_hours and not window.cancelled}
 
 
+def _exclusion_json(exclusion: Exclusion) -> dict[str, Any]:
+    return {"id": exclusion.id, "services": list(exclusion.services), "start": iso_utc(exclusion.start_ms),
+            "end": iso_utc(exclusion.end_ms), "reason": exclusion.reason, "evidence": exclusion.evidence}
+
+
 def _notice_hours(request: web.Request, services: tuple[str, ...]) -> float:
     config = _ctx(request).config
     relevant = [config.agreement(s.agreement).notice_hours for _, s in config.services()
@@ -170,11 +175,8 @@ def _notice_hours(request: web.Request, services: tuple[str, ...]) -> float:
 
 async def status(request: web.Request) -> web.Response:
     _who(request, "viewer")
-    store = _store(request)
-    try:
+    with _store(request) as store:
         states = store.states()
-    finally:
-        store.close()
     rows = []
     for _, service in _ctx(request).config.services():
         state = states.get(service.id)
@@ -189,11 +191,8 @@ async def status(request: web.Request) -> web.Response:
 
 async def list_maintenance(request: web.Request) -> web.Response:
     _who(request, "viewer")
-    store = _store(request)
-    try:
+    with _store(request) as store:
         windows = store.maintenance()
-    finally:
-        store.close()
     return web.json_response([_window_json(w, _notice_hours(request, w.services)) for w in windows])
 
 
@@ -203,11 +202,8 @@ async def create_maintenance(request: web.Request) -> web.Response:
     services = _services(request, body.services)
     now = int(time.time() * 1000)  # announced now, by the server's clock: never backdated
     window = MaintenanceWindow(new_code("MW"), services, _ms(body.start), _ms(body.end), now)
-    store = _store(request)
-    try:
+    with _store(request) as store:
         store.add_maintenance(window, body.title)
-    finally:
-        store.close()
     hours = _notice_hours(request, services)
     _ctx(request).notifier.maintenance_announced(window, hours, now)
     _ctx(request).board.invalidate()
@@ -219,8 +215,7 @@ async def create_maintenance(request: web.Request) -> web.Response:
 async def update_maintenance(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, WindowUpdate)
-    store = _store(request)
-    try:
+    with _store(request) as store:
         window = next((w for w in store.maintenance() if w.id == request.match_info["id"]), None)
         if window is None:
             raise web.HTTPNotFound(text="no such maintenance window")
@@ -235,8 +230,6 @@ async def update_maintenance(request: web.Request) -> web.Response:
         announced = int(time.time() * 1000) if moved else window.announced_at_ms
         store.update_maintenance(window.id, start, end, announced, body.title)
         updated = MaintenanceWindow(window.id, window.services, start, end, announced)
-    finally:
-        store.close()
     _ctx(request).board.invalidate()
     answer = _window_json(updated, _notice_hours(request, updated.services))
     _audited(request, who, 200, answer)
@@ -245,12 +238,9 @@ async def update_maintenance(request: web.Request) -> web.Response:
 
 async def cancel_maintenance(request: web.Request) -> web.Response:
     who = _who(request, "operator")
-    store = _store(request)
-    try:
+    with _store(request) as store:
         if not store.cancel_maintenance(request.match_info["id"]):
             raise web.HTTPNotFound(text="no such maintenance window")
-    finally:
-        store.close()
     _ctx(request).board.invalidate()
     answer = {"id": request.match_info["id"], "cancelled": True}
     _audited(request, who, 200, answer)
@@ -259,14 +249,9 @@ async def cancel_maintenance(request: web.Request) -> web.Response:
 
 async def list_exclusions(request: web.Request) -> web.Response:
     _who(request, "viewer")
-    store = _store(request)
-    try:
+    with _store(request) as store:
         exclusions = store.exclusions()
-    finally:
-        store.close()
-    return web.json_response([{"id": e.id, "services": list(e.services), "start": iso_utc(e.start_ms),
-                               "end": iso_utc(e.end_ms), "reason": e.reason, "evidence": e.evidence}
-                              for e in exclusions])
+    return web.json_response([_exclusion_json(e) for e in exclusions])
 
 
 async def create_exclusion(request: web.Request) -> web.Response:
@@ -274,13 +259,9 @@ async def create_exclusion(request: web.Request) -> web.Response:
     body = await _body(request, ExclusionIn)
     exclusion = Exclusion(new_code("EX"), _services(request, body.services), _ms(body.start), _ms(body.end),
                           body.reason, body.evidence)
-    store = _store(request)
-    try:
+    with _store(request) as store:
         store.add_exclusion(exclusion, int(time.time() * 1000))
-    finally:
-        store.close()
-    answer = {"id": exclusion.id, "services": list(exclusion.services), "start": iso_utc(exclusion.start_ms),
-              "end": iso_utc(exclusion.end_ms), "reason": exclusion.reason, "evidence": exclusion.evidence}
+    answer = _exclusion_json(exclusion)
     _audited(request, who, 201, answer)
     return web.json_response(answer, status=201)
 
@@ -289,11 +270,8 @@ async def ack_outage(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, AckIn) if request.can_read_body else AckIn()
     key = request.match_info["id"]
-    store = _store(request)
-    try:
+    with _store(request) as store:
         outage = next((o for o in store.outages() if key in (str(o.id), o.tracking_code)), None)
-    finally:
-        store.close()
     if outage is None:
         raise web.HTTPNotFound(text="no such outage")
     new = _ctx(request).subscribers.acknowledge(outage.id, body.by or who, int(time.time() * 1000))
@@ -324,11 +302,8 @@ async def receipt_state(request: web.Request) -> web.Response:
 
 async def credits(request: web.Request) -> web.Response:
     _who(request, "viewer")
-    store = _store(request)
-    try:
+    with _store(request) as store:
         entries = store.ledger(request.query.get("month"), request.query.get("service"))
-    finally:
-        store.close()
     return web.json_response([
         {"tracking_code": e.tracking_code, "month": e.month, "service": e.service, "kind": e.kind,
          "credit_percent": e.credit_percent, "amount": e.amount, "availability_percent": e.availability_percent,
@@ -373,15 +348,12 @@ async def export_month(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise web.HTTPBadRequest(text=f"format must be one of {', '.join(FORMATS)}")
-    store = _store(request)
-    try:
+    with _store(request) as store:
         with tempfile.TemporaryDirectory() as tmp:
             settled = settle(_ctx(request).config, store, month, now_ms=int(time.time() * 1000))
             written = export(_ctx(request).config, store, settled, fmt, Path(tmp))
             data = _tar_gz(written) if written.is_dir() else written.read_bytes()
             name = f"{written.name}.tar.gz" if written.is_dir() else written.name
-    finally:
-        store.close()
     types = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf", "pack": "application/gzip",
              "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
     return web.Response(body=data, content_type=types[fmt],
