@@ -49,6 +49,7 @@ class Dispatcher:
         self.failed = 0
         self.retried = 0
         self._buckets = {ident: TokenBucket(channel.rate_per_second) for ident, channel in channels.items()}
+        self.concurrency = concurrency
         self._semaphore = asyncio.Semaphore(concurrency)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-outbox")
 
@@ -60,13 +61,18 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Send what is due now on every channel; return how many sends were attempted."""
+        # Rows a dead process left 'sending' come back once they are stale (cheap: an indexed UPDATE).
+        await self._db(self.outbox.recover_stale, self._now_ms())
         attempted = 0
         for ident, channel in self.channels.items():
             bucket = self._buckets[ident]
             allowed = bucket.available()
             if allowed < 1:
                 continue
-            notices: list[Notice] = await self._db(self.outbox.claim, self._now_ms(), min(allowed, 500), ident)
+            # Claim no more than can be sent at once: a claimed row is 'sending', and after a
+            # crash only rows truly in flight may be sent a second time.
+            notices: list[Notice] = await self._db(self.outbox.claim, self._now_ms(),
+                                                   min(allowed, self.concurrency), ident)
             bucket.consume(len(notices))
             attempted += len(notices)
             await asyncio.gather(*(self._deliver(channel, notice) for notice in notices))
@@ -94,7 +100,6 @@ class Dispatcher:
         self.sent += 1
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._db(self.outbox.recover_stale, self._now_ms())
         while not stop.is_set():
             attempted = await self.run_once()
             if not attempted:

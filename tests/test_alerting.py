@@ -608,3 +608,51 @@ async def test_generic_http_sms_gateway_renders_its_body_template(aiohttp_server
     await channel.close()
     assert seen[0] == ({"mobile": "09121234567", "msg": "قطعی «پورتال»"}, "Bearer KAVE-TEST-KEY")
     assert caught.value.permanent and "422" in caught.value.reason
+
+
+async def test_kill_9_mid_send_loses_nothing_and_resends_at_most_the_one_in_flight(tmp_path: Path) -> None:
+    """The dispatcher process is killed while the mail server is still answering a DATA command."""
+    import json
+    import signal
+
+    class SlowInbox(Inbox):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            result = await super().handle_DATA(server, session, envelope)
+            await asyncio.sleep(1.5)  # the message is in, the 250 is not yet sent
+            return result
+
+    port = free_port()
+    inbox = SlowInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    config = make_config([{"id": "portal", "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]}], alerting={
+        "channels": [{"type": "email", "id": "mail", "host": "127.0.0.1", "port": port, "security": "none",
+                      "sender": "Didban <noreply@didban.ir>"}]})
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config.model_dump()), encoding="utf-8")
+    db = tmp_path / "didban.sqlite"
+    Outbox(db).enqueue([Notice(f"e{i}", "mail", f"citizen{i}@mail.ir", "fa", "قطعی", "متن") for i in range(3)], 0)
+    try:
+        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.outbox_worker", str(config_file),
+                                                      str(db), stdout=asyncio.subprocess.PIPE)
+        assert worker.stdout is not None
+        assert (await asyncio.wait_for(worker.stdout.readline(), 30)).strip() == b"started"
+        for _ in range(100):  # wait until the first message is inside DATA
+            if inbox.messages:
+                break
+            await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+        states = Outbox(db).counts()
+        assert states.get("sending") == 1 and states.get("pending") == 2  # nothing lost, one in flight
+
+        restarted = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.outbox_worker",
+                                                         str(config_file), str(db), stdout=asyncio.subprocess.PIPE)
+        await asyncio.sleep(1.2)  # the in-flight row goes stale and is sent again
+        assert await asyncio.wait_for(restarted.wait(), 60) == 0
+    finally:
+        controller.stop()
+    received = sorted(str(m["To"]) for m in inbox.messages)
+    assert sorted(set(received)) == ["citizen0@mail.ir", "citizen1@mail.ir", "citizen2@mail.ir"]
+    assert len(received) <= 4  # at most the one in-flight notice twice
+    assert Outbox(db).counts() == {"sent": 3}

@@ -1,0 +1,24 @@
+"""Runs an outbox dispatcher as its own process (for the kill -9 test): ``python -m tests.outbox_worker CONFIG DB``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from alerting.channels import build_channels
+from alerting.dispatcher import Dispatcher
+from alerting.outbox import Outbox
+from didban.config import DidbanConfig, Secrets
+
+
+async def main(config_path: str, db: str) -> None:
+    config = DidbanConfig.model_validate(json.loads(open(config_path, encoding="utf-8").read()))
+    dispatcher = Dispatcher(Outbox(db, stale_seconds=1), build_channels(config.alerting.channels, Secrets()),
+                            concurrency=1)
+    print("started", flush=True)
+    await dispatcher.drain(60)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
