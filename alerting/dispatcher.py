@@ -50,7 +50,7 @@ class Dispatcher:
         self.retried = 0
         self._buckets = {ident: TokenBucket(channel.rate_per_second) for ident, channel in channels.items()}
         self.concurrency = concurrency
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._active: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-outbox")
 
     def _now_ms(self) -> int:
@@ -60,63 +60,77 @@ class Dispatcher:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     async def run_once(self) -> int:
-        """Send what is due now on every channel; return how many sends were attempted."""
+        """Start sends for what is due, into the free sending slots; return how many were started."""
         # Rows a dead process left 'sending' come back once they are stale (cheap: an indexed UPDATE).
         await self._db(self.outbox.recover_stale, self._now_ms())
-        attempted = 0
+        started = 0
         for ident, channel in self.channels.items():
+            # Claim no more than there are free slots: a claimed row is 'sending', and after a
+            # crash only rows truly in flight may be sent a second time.
+            free = self.concurrency - len(self._active)
+            if free <= 0:
+                break
             bucket = self._buckets[ident]
             allowed = bucket.available()
             if allowed < 1:
                 continue
-            # Claim no more than can be sent at once: a claimed row is 'sending', and after a
-            # crash only rows truly in flight may be sent a second time.
-            notices: list[Notice] = await self._db(self.outbox.claim, self._now_ms(),
-                                                   min(allowed, self.concurrency), ident)
+            notices: list[Notice] = await self._db(self.outbox.claim, self._now_ms(), min(allowed, free), ident)
             bucket.consume(len(notices))
-            attempted += len(notices)
-            await asyncio.gather(*(self._deliver(channel, notice) for notice in notices))
-        return attempted
+            for notice in notices:
+                task = asyncio.create_task(self._deliver(channel, notice))
+                self._active.add(task)
+                task.add_done_callback(self._active.discard)
+            started += len(notices)
+        return started
+
+    async def _settle(self, timeout: float) -> None:
+        """Wait until a send finishes (a slot frees) or ``timeout`` passes."""
+        if self._active:
+            await asyncio.wait(self._active, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(timeout)
 
     async def _deliver(self, channel: Channel, notice: Notice) -> None:
-        async with self._semaphore:
-            try:
-                await channel.send(notice)
-            except DeliveryError as exc:
-                await self._db(self.outbox.failed, notice, exc.reason, exc.permanent, self._now_ms())
-                if exc.permanent:
-                    self.failed += 1
-                    log.error("notice %s to %s via %s failed for good: %s", notice.event, _mask(notice.recipient),
-                              channel.id, exc.reason)
-                else:
-                    self.retried += 1
-                return
-            except Exception as exc:  # a bug in a channel must not lose the notice
-                await self._db(self.outbox.failed, notice, f"{type(exc).__name__}", False, self._now_ms())
+        try:
+            await channel.send(notice)
+        except DeliveryError as exc:
+            await self._db(self.outbox.failed, notice, exc.reason, exc.permanent, self._now_ms())
+            if exc.permanent:
+                self.failed += 1
+                log.error("notice %s to %s via %s failed for good: %s", notice.event, _mask(notice.recipient),
+                          channel.id, exc.reason)
+            else:
                 self.retried += 1
-                log.exception("channel %s crashed; the notice will be retried", channel.id)
-                return
+            return
+        except Exception as exc:  # a bug in a channel must not lose the notice
+            await self._db(self.outbox.failed, notice, f"{type(exc).__name__}", False, self._now_ms())
+            self.retried += 1
+            log.exception("channel %s crashed; the notice will be retried", channel.id)
+            return
         await self._db(self.outbox.sent, notice, self._now_ms())
         self.sent += 1
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            attempted = await self.run_once()
-            if not attempted:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.poll_seconds)
-                except TimeoutError:
-                    pass
+            started = await self.run_once()
+            if not started or len(self._active) >= self.concurrency:
+                await self._settle(self.poll_seconds)
+        if self._active:
+            await asyncio.wait(self._active)
 
     async def drain(self, timeout: float) -> bool:
         """Deliver until nothing is pending (True) or the timeout passes (False)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             await self.run_once()
+            await self._settle(0.05)
+            if self._active:
+                continue
             counts = await self._db(self.outbox.counts, tuple(self.channels))
             if not counts.get("pending") and not counts.get("sending"):
                 return True
-            await asyncio.sleep(0.05)
+        if self._active:
+            await asyncio.wait(self._active)
         return False
 
     async def close(self) -> None:

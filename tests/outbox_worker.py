@@ -12,8 +12,7 @@ from alerting.outbox import Outbox
 from didban.config import DidbanConfig, Secrets
 
 
-async def main(config_path: str, db: str) -> None:
-    config = DidbanConfig.model_validate(json.loads(open(config_path, encoding="utf-8").read()))
+async def main(config: DidbanConfig, db: str) -> None:
     dispatcher = Dispatcher(Outbox(db, stale_seconds=1), build_channels(config.alerting.channels, Secrets()),
                             concurrency=1)
     print("started", flush=True)
@@ -21,4 +20,6 @@ async def main(config_path: str, db: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    with open(sys.argv[1], encoding="utf-8") as file:
+        loaded = DidbanConfig.model_validate(json.load(file))
+    asyncio.run(main(loaded, sys.argv[2]))

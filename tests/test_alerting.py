@@ -616,7 +616,7 @@ async def test_kill_9_mid_send_loses_nothing_and_resends_at_most_the_one_in_flig
     import signal
 
     class SlowInbox(Inbox):
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             result = await super().handle_DATA(server, session, envelope)
             await asyncio.sleep(1.5)  # the message is in, the 250 is not yet sent
             return result
