@@ -1,0 +1,168 @@
+"""Replicating results and outages from SQLite to InfluxDB (the feed Grafana reads).
+
+SQLite stays the system of record: an InfluxDB outage can never change a
+month's figures.  The sink reads the store in order after a persisted cursor
+(the results' rowid, the outages' id), writes line protocol through
+influxdb-client's async API, and advances the cursor only after InfluxDB
+accepted the batch.  When InfluxDB is down or slow nothing is lost and
+probing is not touched (the sink has its own connection and task); when it
+returns, the backlog drains in order.  Points have the results' own
+timestamps, so writing a batch twice (a retry after a timeout) overwrites
+the same points: replication and ``didban influx backfill`` are idempotent.
+
+Schema (measurement: tags; fields):
+- ``check``: agency, service, location, probe; up (0/1), status, latency_ms, http_status, error
+- ``outage``: agency, service; start_ms, end_ms, duration_s, error, code, open (0/1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from didban.config import DidbanConfig
+
+log = logging.getLogger("didban.influx")
+_STATUS = ("up", "down", "unknown")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS influx_cursor (stream TEXT PRIMARY KEY, position INTEGER NOT NULL);
+"""
+
+
+def _tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_line(agency: str, service: str, location: str, probe: str, ts_ms: int, status: str, latency_ms: float,
+               http_status: int | None, error: str | None) -> str:
+    tags = f"check,agency={_tag(agency)},service={_tag(service)},location={_tag(location)},probe={_tag(probe)}"
+    fields = [f"up={1 if status == 'up' else 0}i", f"status={_string(status)}", f"latency_ms={float(latency_ms)}",
+              f"error={_string(error or '')}"]
+    if http_status is not None:
+        fields.append(f"http_status={int(http_status)}i")
+    return f"{tags} {','.join(fields)} {ts_ms}"
+
+
+def outage_line(agency: str, service: str, start_ms: int, end_ms: int | None, error: str | None, code: str,
+                now_ms: int) -> str:
+    end = end_ms if end_ms is not None else now_ms
+    fields = [f"start_ms={start_ms}i", f"end_ms={end}i", f"duration_s={(end - start_ms) / 1000}",
+              f"error={_string(error or '')}", f"code={_string(code)}", f"open={0 if end_ms is not None else 1}i"]
+    return f"outage,agency={_tag(agency)},service={_tag(service)} {','.join(fields)} {start_ms}"
+
+
+class InfluxSink:
+    def __init__(self, config: DidbanConfig, store_path: str | Path, *, url: str, org: str, bucket: str,
+                 token: str, batch_size: int = 5000, timeout_s: float = 10.0) -> None:
+        self.url, self.org, self.bucket, self.token = url, org, bucket, token
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.written = 0
+        self.failures = 0
+        self._db = sqlite3.connect(store_path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        self._db.executescript(SCHEMA)
+        self._agency = {service.id: agency.id for agency, service in config.services()}
+        self._probe = {service.id: service.probes[0].type for _, service in config.services()}
+
+    def position(self, stream: str) -> int:
+        row = self._db.execute("SELECT position FROM influx_cursor WHERE stream = ?", (stream,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _advance(self, stream: str, position: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO influx_cursor VALUES (?, ?)", (stream, position))
+
+    def next_results(self, after: int, since_ms: int = 0) -> tuple[list[str], int]:
+        """Line protocol for the results after rowid ``after`` (in order), and the last rowid read."""
+        rows = self._db.execute(
+            "SELECT r.rowid, s.id, l.id, r.ts_ms, r.status, r.latency_ms, r.http_status, r.error "
+            "FROM results r JOIN services s ON s.key = r.service JOIN locations l ON l.key = r.location "
+            "WHERE r.rowid > ? AND r.ts_ms >= ? ORDER BY r.rowid LIMIT ?",
+            (after, since_ms, self.batch_size),
+        ).fetchall()
+        lines = [check_line(self._agency.get(service, ""), service, location, self._probe.get(service, ""), ts,
+                            _STATUS[status], latency, http, error)
+                 for _, service, location, ts, status, latency, http, error in rows]
+        return lines, (rows[-1][0] if rows else after)
+
+    def outage_lines(self, now_ms: int) -> list[str]:
+        """Every outage of the last 400 days: few rows, and rewriting them updates the open ones."""
+        rows = self._db.execute(
+            "SELECT s.id, o.start_ms, o.end_ms, o.error, o.tracking_code FROM outages o "
+            "JOIN services s ON s.key = o.service WHERE o.start_ms > ?",
+            (now_ms - 400 * 86_400_000,),
+        )
+        return [outage_line(self._agency.get(service, ""), service, start, end, error, code, now_ms)
+                for service, start, end, error, code in rows]
+
+    async def write(self, lines: Sequence[str]) -> None:
+        from influxdb_client import WritePrecision
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        if not lines:
+            return
+        async with InfluxDBClientAsync(url=self.url, token=self.token, org=self.org,
+                                       timeout=int(self.timeout_s * 1000)) as client:
+            await client.write_api().write(bucket=self.bucket, org=self.org, record=list(lines),
+                                           write_precision=WritePrecision.MS)
+
+    async def replicate_once(self) -> int:
+        """Write the next batch of results (and the outages); 0 when there is nothing new."""
+        after = self.position("results")
+        lines, last = self.next_results(after)
+        if lines:
+            await self.write(lines)
+            self._advance("results", last)  # only after InfluxDB accepted the batch
+            self.written += len(lines)
+        return len(lines)
+
+    async def run(self, stop: asyncio.Event, poll_s: float = 1.0, outages_every_s: float = 60.0) -> None:
+        delay = 1.0
+        next_outages = 0.0
+        while not stop.is_set():
+            try:
+                written = await self.replicate_once()
+                if time.monotonic() >= next_outages:
+                    await self.write(self.outage_lines(int(time.time() * 1000)))
+                    next_outages = time.monotonic() + outages_every_s
+                delay = 1.0
+            except Exception as exc:  # InfluxDB down or slow: keep the cursor, try again later
+                self.failures += 1
+                log.warning("InfluxDB write failed (%s); the cursor waits, nothing is lost; retrying in %.0f s",
+                            type(exc).__name__, delay)
+                written = 0
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 60.0)
+                continue
+            if not written:
+                try:
+                    await asyncio.wait_for(stop.wait(), poll_s)
+                except TimeoutError:
+                    pass
+
+    async def backfill(self, since_ms: int) -> int:
+        """Rewrite history from ``since_ms``: the same points with the same timestamps (idempotent)."""
+        after, total = 0, 0
+        while True:
+            lines, last = self.next_results(after, since_ms)
+            if not lines:
+                break
+            await self.write(lines)
+            total += len(lines)
+            after = last
+        await self.write(self.outage_lines(int(time.time() * 1000)))
+        return total
+
+    def close(self) -> None:
+        self._db.close()
