@@ -104,15 +104,16 @@ class InfluxSink:
                 for service, start, end, error, code in rows]
 
     async def write(self, lines: Sequence[str]) -> None:
-        from influxdb_client import WritePrecision
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+        from influxdb_client.domain.write_precision import WritePrecision
 
         if not lines:
             return
         async with InfluxDBClientAsync(url=self.url, token=self.token, org=self.org,
                                        timeout=int(self.timeout_s * 1000)) as client:
             await client.write_api().write(bucket=self.bucket, org=self.org, record=list(lines),
-                                           write_precision=WritePrecision.MS)
+                                           # the library types its own constant (a str) as the class
+                                           write_precision=WritePrecision.MS)  # type: ignore[arg-type]
 
     async def replicate_once(self) -> int:
         """Write the next batch of results (and the outages); 0 when there is nothing new."""
