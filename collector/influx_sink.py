@@ -13,6 +13,11 @@ the same points: replication and ``didban influx backfill`` are idempotent.
 Schema (measurement: tags; fields):
 - ``check``: agency, service, location, probe; up (0/1), status, latency_ms, http_status, error
 - ``outage``: agency, service; start_ms, end_ms, duration_s, error, code, open (0/1)
+- ``sla_month``: agency, service, month; availability, downtime_minutes, target, met (0/1),
+  budget_remaining_percent, credit_percent, closed (0/1) — at the month's start time, rewritten as the
+  month goes on, so the last value is the month's figure
+- ``maintenance``: agency, service; title, end_ms, notice_hours, meets_notice (0/1), cancelled (0/1) —
+  at the window's start (Grafana annotations)
 """
 
 from __future__ import annotations
@@ -60,6 +65,16 @@ def outage_line(agency: str, service: str, start_ms: int, end_ms: int | None, er
     return f"outage,agency={_tag(agency)},service={_tag(service)} {','.join(fields)} {start_ms}"
 
 
+def sla_line(agency: str, service: str, month: str, start_ms: int, availability: float, downtime_ms: int,
+             target: float, denominator_ms: int, credit_percent: float, closed: bool) -> str:
+    budget_ms = (100 - target) / 100 * denominator_ms
+    remaining = 100 * (1 - downtime_ms / budget_ms) if budget_ms > 0 else 0.0
+    fields = [f"availability={availability}", f"downtime_minutes={downtime_ms / 60_000}", f"target={target}",
+              f"met={1 if availability >= target else 0}i", f"budget_remaining_percent={remaining}",
+              f"credit_percent={credit_percent}", f"closed={1 if closed else 0}i"]
+    return f"sla_month,agency={_tag(agency)},service={_tag(service)},month={month} {','.join(fields)} {start_ms}"
+
+
 class InfluxSink:
     def __init__(self, config: DidbanConfig, store_path: str | Path, *, url: str, org: str, bucket: str,
                  token: str, batch_size: int = 5000, timeout_s: float = 10.0) -> None:
@@ -68,6 +83,7 @@ class InfluxSink:
         self.timeout_s = timeout_s
         self.written = 0
         self.failures = 0
+        self.store_path = store_path
         self._db = sqlite3.connect(store_path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.executescript(SCHEMA)
         self._agency = {service.id: agency.id for agency, service in config.services()}
@@ -103,6 +119,44 @@ class InfluxSink:
         return [outage_line(self._agency.get(service, ""), service, start, end, error, code, now_ms)
                 for service, start, end, error, code in rows]
 
+    def maintenance_lines(self, notice_hours: float = 72.0) -> list[str]:
+        import json
+
+        rows = self._db.execute("SELECT id, services, start_ms, end_ms, announced_at_ms, cancelled, title "
+                                "FROM maintenance")
+        lines = []
+        for ident, services, start, end, announced, cancelled, title in rows:
+            names = json.loads(services)
+            notice = (start - announced) / 3_600_000
+            for service in (list(self._agency) if "*" in names else names):
+                fields = [f"title={_string(title or ident)}", f"end_ms={end}i", f"notice_hours={notice}",
+                          f"meets_notice={1 if notice >= notice_hours else 0}i", f"cancelled={int(cancelled)}i"]
+                lines.append(f"maintenance,agency={_tag(self._agency.get(service, ''))},service={_tag(service)},"
+                             f"window={_tag(ident)} {','.join(fields)} {start}")
+        return lines
+
+    def sla_lines(self, config: DidbanConfig, now_ms: int) -> list[str]:
+        """The current month so far and the previous one (closed or not), per service."""
+        from collector.sqlite_store import SqliteStore
+        from didban.settlement import settle
+        from sla_calc.periods import JalaliMonth
+
+        current = JalaliMonth.containing(now_ms)
+        lines = []
+        store = SqliteStore(self.store_path)
+        try:
+            for month in (current.previous(), current):
+                settled = settle(config, store, month, now_ms=now_ms)
+                closed = store.month_close(str(month)) is not None
+                for figures in settled.report.services:
+                    lines.append(sla_line(self._agency.get(figures.service, ""), figures.service, str(month),
+                                          settled.report.start_ms, figures.availability_percent,
+                                          figures.downtime_ms, figures.target_percent,
+                                          settled.report.denominator_ms, figures.credit_percent, closed))
+        finally:
+            store.close()
+        return lines
+
     async def write(self, lines: Sequence[str]) -> None:
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
         from influxdb_client.domain.write_precision import WritePrecision
@@ -132,7 +186,7 @@ class InfluxSink:
             try:
                 written = await self.replicate_once()
                 if time.monotonic() >= next_outages:
-                    await self.write(self.outage_lines(int(time.time() * 1000)))
+                    await self.write(self.outage_lines(int(time.time() * 1000)) + self.maintenance_lines())
                     next_outages = time.monotonic() + outages_every_s
                 delay = 1.0
             except Exception as exc:  # InfluxDB down or slow: keep the cursor, try again later

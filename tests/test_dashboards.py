@@ -1,0 +1,138 @@
+"""Dashboards as code: snapshots, stable uids, file provisioning, and every panel query run by
+InfluxDB 1.6 on data Didban wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from collector.influx_sink import InfluxSink
+from collector.sqlite_store import SqliteStore
+from collector.store import Batch, OutageChange
+from dashboards.builders import DATASOURCE_UID, all_dashboards
+from dashboards.provisioning import export
+from didban.config import load_config
+from didban.model import MaintenanceWindow, ProbeResult, Status
+from tests.conftest import make_config
+from tests.test_influx import influxdb, influxql  # noqa: F401 - the fixture is used by name
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+
+
+def queries(dashboard: dict[str, Any]) -> list[str]:
+    found = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
+    found += [a["query"] for a in dashboard["annotations"]["list"]]
+    found += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return found
+
+
+@pytest.mark.parametrize("lang", ["fa", "en"])
+def test_dashboards_match_their_snapshots(lang: str) -> None:
+    built = {dashboard["uid"]: dashboard for _, dashboard in all_dashboards(load_config(ROOT / "config.yaml"), lang)}
+    snapshot = SNAPSHOTS / f"dashboards-{lang}.json"
+    text = json.dumps(built, ensure_ascii=False, indent=1, sort_keys=True)
+    if os.environ.get("UPDATE_SNAPSHOTS") or not snapshot.exists():
+        snapshot.parent.mkdir(exist_ok=True)
+        snapshot.write_text(text, encoding="utf-8")
+    assert text == snapshot.read_text(encoding="utf-8"), "run with UPDATE_SNAPSHOTS=1 after a deliberate change"
+
+
+def test_uids_are_stable_unique_and_short() -> None:
+    config = load_config(ROOT / "config.yaml")
+    first = [d["uid"] for _, d in all_dashboards(config)]
+    assert first == [d["uid"] for _, d in all_dashboards(config)]
+    assert len(set(first)) == len(first) == 3 * len(config.agencies)
+    assert all(len(uid) <= 40 for uid in first)
+    long = make_config([{"id": "s", "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]}])
+    agency = long.agencies[0].model_copy(update={"id": "a-very-long-agency-identifier-for-testing"})
+    from dashboards.builders import agency_overview
+
+    assert len(agency_overview(agency)["uid"]) == 40
+
+
+def test_every_panel_reads_the_didban_datasource_with_influxql() -> None:
+    for _, dashboard in all_dashboards(load_config(ROOT / "config.yaml")):
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == DATASOURCE_UID
+            assert all(t["rawQuery"] and t["query"].startswith("SELECT") for t in panel["targets"])
+
+
+def test_labels_follow_the_language_setting() -> None:
+    config = load_config(ROOT / "config.yaml")
+    fa = all_dashboards(config, "fa")[0][1]
+    en = all_dashboards(config, "en")[0][1]
+    assert "نمای کلی دستگاه" in fa["title"] and "Agency overview" in en["title"]
+    assert fa["timezone"] == "Asia/Tehran"
+
+
+def test_file_provisioning(tmp_path: Path) -> None:
+    config = load_config(ROOT / "config.yaml")
+    written = export(config, tmp_path, influx_url="http://influxdb:8086")
+    yaml = YAML(typ="safe")
+    sources = yaml.load((tmp_path / "provisioning/datasources/didban.yaml").read_text(encoding="utf-8"))
+    assert sources["datasources"][0]["uid"] == DATASOURCE_UID
+    assert sources["datasources"][0]["url"] == "http://influxdb:8086"
+    providers = yaml.load((tmp_path / "provisioning/dashboards/didban.yaml").read_text(encoding="utf-8"))
+    assert {p["options"]["path"] for p in providers["providers"]} == {
+        f"/var/lib/grafana/dashboards/{a.id}" for a in config.agencies}
+    dashboards = [p for p in written if p.suffix == ".json"]
+    assert len(dashboards) == 3 * len(config.agencies)
+    assert all(json.loads(p.read_text(encoding="utf-8"))["uid"] == p.stem for p in dashboards)
+
+
+# -- the queries, run by InfluxDB 1.6 -------------------------------------------------------------
+
+
+def substitute(query: str, agency: str, service: str) -> str:
+    return (query.replace("$agency", agency).replace("$service", service).replace("$location", "tabriz")
+            .replace("$timeFilter", "time > now() - 400d").replace("$__interval", "10m"))
+
+
+def test_every_dashboard_query_returns_the_expected_numbers(influxdb: str, db_path: Path) -> None:  # noqa: F811
+    config = make_config([{"id": "portal", "name": {"fa": "پورتال", "en": "Portal"}, "interval_seconds": 60,
+                           "probes": [{"type": "http", "url": "http://127.0.0.1:9/"}]}])
+    now = int(time.time() * 1000) // 60_000 * 60_000
+    store = SqliteStore(db_path)
+    results = [ProbeResult("portal", "tabriz", now - k * 60_000, Status.DOWN if 30 <= k < 40 else Status.UP,
+                           20.0 if k % 2 else 40.0, "timeout" if 30 <= k < 40 else None) for k in range(120, -1, -1)]
+    store.write(Batch(results=results, changes=[OutageChange("portal", now - 39 * 60_000, opening=True, error="timeout"),
+                                                OutageChange("portal", now - 29 * 60_000, opening=False)]))
+    store.add_maintenance(MaintenanceWindow("MW-1", ("portal",), now + 3_600_000, now + 7_200_000, now), "ارتقا")
+    store.close()
+    sink = InfluxSink(config, db_path, url=influxdb, org="-", bucket="didban", token="", batch_size=10_000)
+    lines = sink.next_results(0)[0] + sink.outage_lines(now) + sink.maintenance_lines() + sink.sla_lines(config, now)
+    request = urllib.request.Request(f"{influxdb}/write?db=didban&precision=ms", data="\n".join(lines).encode())
+    assert urllib.request.urlopen(request, timeout=10).status == 204
+
+    answers: dict[str, Any] = {}
+    for _, dashboard in all_dashboards(config, "en"):
+        for query in queries(dashboard):
+            answer = influxql(influxdb, substitute(query, "agency", "portal"))
+            assert "error" not in answer["results"][0], (query, answer)
+            answers[query] = answer["results"][0].get("series", [])
+
+    def value(fragment: str, column: int = 1) -> Any:
+        query = next(q for q in answers if fragment in q)
+        return answers[query][0]["values"][-1][column]
+
+    assert value('last("up") FROM "check" WHERE "agency" =~ /^$agency$/ AND time > now() - 10m') == 1
+    assert value('count("duration_s")') == 1
+    downtime_fraction = 10 / 43_200  # ten minutes of a 30-day month
+    assert value('last("availability") FROM "sla_month" WHERE "agency" =~ /^$agency$/ AND time > now() - 31d') == \
+        pytest.approx(100 * (1 - downtime_fraction))
+    assert value('last("budget_remaining_percent")') == pytest.approx(100 * (1 - 10 / 216))
+    latency = next(q for q in answers if 'percentile("latency_ms", 50)' in q)
+    assert all(row[1] in (20.0, 40.0) for row in answers[latency][0]["values"] if row[1] is not None)
+    table = next(q for q in answers if 'last("met") AS "met"' in q)
+    assert any(row[1] == pytest.approx(100 * (1 - downtime_fraction)) for series in answers[table]
+               for row in series["values"])
+    assert re.search(r"MW-1|ارتقا", json.dumps(answers, ensure_ascii=False))
