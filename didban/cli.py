@@ -233,6 +233,9 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
     web_runner = await _start_web(config, db_path, engine, metrics) if config.web.enabled else None
+    feed = _influx_sink(config, db_path, secrets_file)
+    feed_stop = asyncio.Event()
+    feed_task = asyncio.create_task(feed.run(feed_stop)) if feed is not None else None
     started = time.monotonic()
     try:
         while not stop.is_set():
@@ -248,10 +251,58 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
             if duration is not None and time.monotonic() - started >= duration:
                 break
     finally:
+        if feed_task is not None:
+            feed_stop.set()
+            await feed_task
         if web_runner is not None:
             await web_runner.cleanup()
         await engine.stop()
         store.close()
+    return EXIT_OK
+
+
+def _influx_sink(config: DidbanConfig, db_path: str, secrets_file: str | None) -> Any:
+    from collector.influx_sink import InfluxSink
+    from didban.config import Secrets
+
+    influx = config.store.influxdb
+    if influx is None:
+        return None
+    token = Secrets.load(secrets_file).influxdb_token
+    return InfluxSink(config, db_path, url=influx.url, org=influx.org, bucket=influx.bucket,
+                      token=token.get_secret_value() if token else "", batch_size=influx.batch_size)
+
+
+def cmd_influx_backfill(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    config = _load(args.config)
+    sink = _influx_sink(config, args.db or config.store.sqlite.path, args.secrets_file)
+    if sink is None:
+        print("didban influx backfill: no store.influxdb in the config", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        since = datetime.fromisoformat(args.since)
+    except ValueError:
+        print(f"didban influx backfill: --since expects a date like 2024-09-22, got {args.since!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if since.tzinfo is None:
+        from didban.timefmt import TEHRAN
+
+        since = since.replace(tzinfo=TEHRAN)  # a bare date is a Tehran date
+    print(f"rewriting points since {since.isoformat()} …", file=sys.stderr)
+    written = asyncio.run(sink.backfill(int(since.timestamp() * 1000)))
+    sink.close()
+    print(f"{written} check points rewritten (same points, same timestamps)")
+    return EXIT_OK
+
+
+def cmd_dashboards_export(args: argparse.Namespace) -> int:
+    from dashboards.provisioning import export
+
+    config = _load(args.config)
+    written = export(config, Path(args.dir), influx_url=args.influx_url, lang=args.lang)
+    print(f"{len(written)} files written under {args.dir}")
     return EXIT_OK
 
 
@@ -818,6 +869,22 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--lang", choices=["fa", "en"], default="fa")
     subscribe.add_argument("--code", help="the confirmation code received")
     subscribe.set_defaults(handler=cmd_subscribe)
+
+    influx = commands.add_parser("influx", help="the InfluxDB feed")
+    influx_actions = influx.add_subparsers(dest="action", required=True)
+    backfill = with_store(influx_actions.add_parser("backfill", help="rewrite history since a date (idempotent)"))
+    backfill.add_argument("--since", required=True, help="ISO date or time; a bare date is in Tehran")
+    backfill.add_argument("--secrets-file")
+    backfill.set_defaults(handler=cmd_influx_backfill)
+
+    dashboards = commands.add_parser("dashboards", help="Grafana dashboards as code")
+    dashboards_actions = dashboards.add_subparsers(dest="action", required=True)
+    export_dashboards = dashboards_actions.add_parser("export", help="write Grafana file provisioning")
+    export_dashboards.add_argument("dir")
+    export_dashboards.add_argument("--config", default="config.yaml")
+    export_dashboards.add_argument("--influx-url", default="http://influxdb:8086")
+    export_dashboards.add_argument("--lang", choices=["fa", "en"], default="fa")
+    export_dashboards.set_defaults(handler=cmd_dashboards_export)
 
     token = commands.add_parser("token", help="admin API tokens")
     token_actions = token.add_subparsers(dest="action", required=True)

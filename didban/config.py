@@ -203,8 +203,22 @@ class SqliteConfig(Strict):
     path: str = "didban.sqlite"
 
 
+class InfluxConfig(Strict):
+    """The time-series feed Grafana reads (the token comes from DIDBAN_INFLUXDB_TOKEN).
+
+    InfluxDB 2.x: url, org, bucket.  1.8+ through its v2-compatible endpoint: org "-",
+    bucket "database/retention-policy", token "user:password".
+    """
+
+    url: str = Field(pattern=r"^https?://")
+    org: str = "-"
+    bucket: str = "didban"
+    batch_size: int = Field(default=5000, ge=100, le=100_000)
+
+
 class StoreConfig(Strict):
     sqlite: SqliteConfig = SqliteConfig()
+    influxdb: InfluxConfig | None = None
     retention_days: int = Field(default=90, ge=1)
     queue_size: int = Field(default=100_000, ge=100)
 

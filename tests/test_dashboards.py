@@ -104,8 +104,9 @@ def test_every_dashboard_query_returns_the_expected_numbers(influxdb: str, db_pa
     store = SqliteStore(db_path)
     results = [ProbeResult("portal", "tabriz", now - k * 60_000, Status.DOWN if 30 <= k < 40 else Status.UP,
                            20.0 if k % 2 else 40.0, "timeout" if 30 <= k < 40 else None) for k in range(120, -1, -1)]
-    store.write(Batch(results=results, changes=[OutageChange("portal", now - 39 * 60_000, opening=True, error="timeout"),
-                                                OutageChange("portal", now - 29 * 60_000, opening=False)]))
+    changes = [OutageChange("portal", now - 39 * 60_000, opening=True, error="timeout"),
+               OutageChange("portal", now - 29 * 60_000, opening=False)]
+    store.write(Batch(results=results, changes=changes))
     store.add_maintenance(MaintenanceWindow("MW-1", ("portal",), now + 3_600_000, now + 7_200_000, now), "ارتقا")
     store.close()
     sink = InfluxSink(config, db_path, url=influxdb, org="-", bucket="didban", token="", batch_size=10_000)
@@ -136,3 +137,15 @@ def test_every_dashboard_query_returns_the_expected_numbers(influxdb: str, db_pa
     assert any(row[1] == pytest.approx(100 * (1 - downtime_fraction)) for series in answers[table]
                for row in series["values"])
     assert re.search(r"MW-1|ارتقا", json.dumps(answers, ensure_ascii=False))
+
+
+def test_dashboards_export_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "didban.cli", "dashboards", "export", str(tmp_path / "grafana"),
+                           "--config", str(ROOT / "config.yaml"), "--lang", "en"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "grafana/provisioning/datasources/didban.yaml").exists()
+    assert len(list((tmp_path / "grafana/dashboards").rglob("*.json"))) == 6

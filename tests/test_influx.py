@@ -200,3 +200,19 @@ def test_influxql_answers_on_the_line_protocol_didban_writes(influxdb: str, db_p
     assert series["tags"] == {"location": "tabriz"}
     _, availability, checks = series["values"][0]
     assert (availability, checks) == (0.9, 100)
+
+
+def test_backfill_command(vm: VictoriaMetrics, db_path: Path, tmp_path: Path) -> None:
+    fill(db_path, 40)
+    data = CONFIG.model_dump()
+    data["store"]["influxdb"] = {"url": vm.url, "org": "didban", "bucket": "didban"}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(json.dumps(data), encoding="utf-8")
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "didban.cli", "influx", "backfill", "--since", "2024-01-01",
+                           "--config", str(config_file), "--db", str(db_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "40 check points rewritten" in done.stdout
+    assert len(vm.samples("check_up")) == 40
