@@ -297,6 +297,26 @@ def cmd_influx_backfill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dashboards_push(args: argparse.Namespace) -> int:
+    from dashboards.push import GrafanaError, push
+    from didban.config import Secrets
+
+    config = _load(args.config)
+    token = Secrets.load(args.secrets_file).grafana_token
+    if token is None:
+        print("didban dashboards push: set DIDBAN_GRAFANA_TOKEN (a Grafana service-account token)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = asyncio.run(push(config, args.grafana_url, token.get_secret_value(), args.influx_url, args.lang,
+                                  args.force))
+    except GrafanaError as exc:
+        print(f"didban dashboards push: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for kind, items in (("created", report.created), ("updated", report.updated), ("unchanged", report.unchanged)):
+        print(f"{kind}: {len(items)}" + (f" ({', '.join(items)})" if items and kind != "unchanged" else ""))
+    return EXIT_OK
+
+
 def cmd_dashboards_export(args: argparse.Namespace) -> int:
     from dashboards.provisioning import export
 
@@ -885,6 +905,14 @@ def build_parser() -> argparse.ArgumentParser:
     export_dashboards.add_argument("--influx-url", default="http://influxdb:8086")
     export_dashboards.add_argument("--lang", choices=["fa", "en"], default="fa")
     export_dashboards.set_defaults(handler=cmd_dashboards_export)
+    push_dashboards = dashboards_actions.add_parser("push", help="provision Grafana over its HTTP API (idempotent)")
+    push_dashboards.add_argument("--grafana-url", required=True)
+    push_dashboards.add_argument("--influx-url", default="http://influxdb:8086", help="as Grafana reaches it")
+    push_dashboards.add_argument("--config", default="config.yaml")
+    push_dashboards.add_argument("--lang", choices=["fa", "en"], default="fa")
+    push_dashboards.add_argument("--force", action="store_true", help="overwrite edits made in Grafana")
+    push_dashboards.add_argument("--secrets-file")
+    push_dashboards.set_defaults(handler=cmd_dashboards_push)
 
     token = commands.add_parser("token", help="admin API tokens")
     token_actions = token.add_subparsers(dest="action", required=True)

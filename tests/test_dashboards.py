@@ -149,3 +149,91 @@ def test_dashboards_export_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "grafana/provisioning/datasources/didban.yaml").exists()
     assert len(list((tmp_path / "grafana/dashboards").rglob("*.json"))) == 6
+
+
+# -- pushing to Grafana (a stand-in that follows its HTTP API) ------------------------------------------
+
+
+async def test_push_creates_everything_then_changes_nothing(aiohttp_server: Any) -> None:
+    from dashboards.push import push
+    from tests.grafana_standin import GrafanaStandIn
+
+    grafana = GrafanaStandIn("editor-token")
+    server = await aiohttp_server(grafana.app())
+    config = load_config(ROOT / "config.yaml")
+    first = await push(config, str(server.make_url("")), "editor-token", "http://influxdb:8086")
+    assert len(first.created) == 1 + 2 + 6  # datasource, a folder per agency, three dashboards each
+    assert set(grafana.folders) == {"didban-eaz-economy", "didban-sko-governorate"}
+    writes = grafana.writes
+    second = await push(config, str(server.make_url("")), "editor-token", "http://influxdb:8086")
+    assert not second.changed and len(second.unchanged) == 1 + 6
+    assert grafana.writes == writes  # idempotent: nothing was written the second time
+    english = await push(config, str(server.make_url("")), "editor-token", "http://influxdb:8086", lang="en")
+    assert len([u for u in english.updated if u.startswith("dashboard")]) == 6
+
+
+async def test_push_reports_a_version_conflict_and_can_force(aiohttp_server: Any) -> None:
+    from dashboards.push import GrafanaError, push
+    from tests.grafana_standin import GrafanaStandIn
+
+    grafana = GrafanaStandIn("editor-token")
+    server = await aiohttp_server(grafana.app())
+    config = load_config(ROOT / "config.yaml")
+    await push(config, str(server.make_url("")), "editor-token", "http://influxdb:8086")
+    uid = next(iter(grafana.dashboards))
+    grafana.dashboards[uid]["dashboard"]["title"] = "edited by hand"
+    grafana.edit_after_read = uid
+    with pytest.raises(GrafanaError, match="412"):
+        await push(config, str(server.make_url("")), "editor-token", "http://influxdb:8086")
+    grafana.edit_after_read = uid
+    forced = await push(config, str(server.make_url("")), "editor-token", "http://influxdb:8086", force=True)
+    assert f"dashboard {uid}" in forced.updated
+
+
+@pytest.mark.parametrize(("token", "status"), [("wrong", "401"), ("viewer", "403")])
+async def test_push_explains_401_and_403(aiohttp_server: Any, token: str, status: str) -> None:
+    from dashboards.push import GrafanaError, push
+    from tests.grafana_standin import GrafanaStandIn
+
+    server = await aiohttp_server(GrafanaStandIn("editor-token").app())
+    with pytest.raises(GrafanaError, match=status) as caught:
+        await push(load_config(ROOT / "config.yaml"), str(server.make_url("")), token, "http://influxdb:8086")
+    assert token not in str(caught.value) or token == "viewer"  # the token is never echoed
+
+
+async def test_push_explains_a_409_name_conflict(aiohttp_server: Any) -> None:
+    from dashboards.push import GrafanaError, push
+    from tests.grafana_standin import GrafanaStandIn
+
+    grafana = GrafanaStandIn("editor-token")
+    grafana.datasources["someone-elses"] = {"uid": "someone-elses", "name": "Didban InfluxDB", "type": "influxdb"}
+    server = await aiohttp_server(grafana.app())
+    with pytest.raises(GrafanaError, match=r"409.*same name"):
+        await push(load_config(ROOT / "config.yaml"), str(server.make_url("")), "editor-token", "http://x:8086")
+
+
+async def test_push_command_reads_the_token_from_the_environment(aiohttp_server: Any, tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    from tests.grafana_standin import GrafanaStandIn
+
+    server = await aiohttp_server(GrafanaStandIn("s3cret-grafana").app())
+
+    async def didban(token: str | None) -> tuple[int, str]:
+        env = {k: v for k, v in os.environ.items() if k != "DIDBAN_GRAFANA_TOKEN"}
+        if token is not None:
+            env["DIDBAN_GRAFANA_TOKEN"] = token
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "didban.cli", "dashboards", "push", "--grafana-url", str(server.make_url("")),
+            "--config", str(ROOT / "config.yaml"), env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        return int(process.returncode or 0), out.decode()
+
+    code, out = await didban("s3cret-grafana")
+    assert code == 0 and "created: 9" in out and "s3cret" not in out
+    code, out = await didban("s3cret-grafana")
+    assert code == 0 and "created: 0" in out and "updated: 0" in out
+    code, out = await didban(None)
+    assert code == 2 and "DIDBAN_GRAFANA_TOKEN" in out
