@@ -31,8 +31,13 @@ def export(config: DidbanConfig, out: Path, influx_url: str = "http://influxdb:8
     source = datasource(influx_url, database)
     source.pop("isDefault")
     source_file = sources / "didban.yaml"
+    # InfluxDB 2.x answers InfluxQL through a DBRP mapping and wants its token in a header;
+    # Grafana expands ${DIDBAN_INFLUXDB_TOKEN} from its environment when it reads this file.
+    source["jsonData"]["httpHeaderName1"] = "Authorization"
+    secure = {"httpHeaderValue1": "Token ${DIDBAN_INFLUXDB_TOKEN}"}
     with source_file.open("w", encoding="utf-8") as file:
-        yaml.dump({"apiVersion": 1, "datasources": [{**source, "editable": False}]}, file)
+        yaml.dump({"apiVersion": 1, "datasources": [{**source, "editable": False, "secureJsonData": secure}]},
+                  file)
     written.append(source_file)
     agencies: dict[str, str] = {}
     for agency, dashboard in all_dashboards(config, lang):

@@ -262,10 +262,15 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
 
 
 def _influx_sink(config: DidbanConfig, db_path: str, secrets_file: str | None) -> Any:
+    import os
+
     from collector.influx_sink import InfluxSink
-    from didban.config import Secrets
+    from didban.config import InfluxConfig, Secrets
 
     influx = config.store.influxdb
+    if influx is None and os.environ.get("DIDBAN_INFLUXDB_URL"):  # e.g. deploy/docker-compose.yml
+        influx = InfluxConfig(url=os.environ["DIDBAN_INFLUXDB_URL"], org=os.environ.get("DIDBAN_INFLUXDB_ORG", "-"),
+                              bucket=os.environ.get("DIDBAN_INFLUXDB_BUCKET", "didban"))
     if influx is None:
         return None
     token = Secrets.load(secrets_file).influxdb_token
