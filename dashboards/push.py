@@ -81,12 +81,15 @@ def _comparable(dashboard: dict[str, Any]) -> dict[str, Any]:
 
 
 async def push(config: DidbanConfig, grafana_url: str, token: str, influx_url: str, lang: str = "fa",
-               force: bool = False, database: str = "didban") -> PushReport:
+               force: bool = False, database: str = "didban", influx_token: str | None = None) -> PushReport:
     grafana = Grafana(grafana_url, token)
     report = PushReport()
     try:
         await grafana.call("GET", "/api/health")
         desired = datasource(influx_url, database)
+        if influx_token:  # InfluxDB 2.x: InfluxQL through DBRP, with the token in a header
+            desired["jsonData"]["httpHeaderName1"] = "Authorization"
+            desired["secureJsonData"] = {"httpHeaderValue1": f"Token {influx_token}"}
         current = await grafana.call("GET", f"/api/datasources/uid/{desired['uid']}", missing_ok=True)
         if current is None:
             await grafana.call("POST", "/api/datasources", desired)

@@ -307,13 +307,15 @@ def cmd_dashboards_push(args: argparse.Namespace) -> int:
     from didban.config import Secrets
 
     config = _load(args.config)
-    token = Secrets.load(args.secrets_file).grafana_token
+    secrets = Secrets.load(args.secrets_file)
+    token = secrets.grafana_token
     if token is None:
         print("didban dashboards push: set DIDBAN_GRAFANA_TOKEN (a Grafana service-account token)", file=sys.stderr)
         return EXIT_USAGE
     try:
+        influx_token = secrets.influxdb_token.get_secret_value() if secrets.influxdb_token else None
         report = asyncio.run(push(config, args.grafana_url, token.get_secret_value(), args.influx_url, args.lang,
-                                  args.force))
+                                  args.force, influx_token=influx_token))
     except GrafanaError as exc:
         print(f"didban dashboards push: {exc}", file=sys.stderr)
         return EXIT_FAILED
