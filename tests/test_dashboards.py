@@ -237,3 +237,15 @@ async def test_push_command_reads_the_token_from_the_environment(aiohttp_server:
     assert code == 0 and "created: 0" in out and "updated: 0" in out
     code, out = await didban(None)
     assert code == 2 and "DIDBAN_GRAFANA_TOKEN" in out
+
+
+def test_compose_file_mounts_what_export_writes() -> None:
+    compose = YAML(typ="safe").load((ROOT / "deploy/docker-compose.yml").read_text(encoding="utf-8"))
+    assert set(compose["services"]) == {"didban", "influxdb", "grafana"}
+    grafana_volumes = compose["services"]["grafana"]["volumes"]
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana_volumes
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana_volumes
+    didban = compose["services"]["didban"]
+    assert didban["environment"]["DIDBAN_INFLUXDB_URL"] == "http://influxdb:8086"
+    assert "../config.yaml:/etc/didban/config.yaml:ro" in didban["volumes"]
+    assert (ROOT / "deploy/Dockerfile").exists() and (ROOT / "deploy/influxdb-init/dbrp.sh").exists()
