@@ -28,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from didban.config import DidbanConfig
 
@@ -84,6 +85,7 @@ class InfluxSink:
         self.written = 0
         self.failures = 0
         self.store_path = store_path
+        self._client: Any = None
         self._db = sqlite3.connect(store_path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.executescript(SCHEMA)
         self._agency = {service.id: agency.id for agency, service in config.services()}
@@ -163,11 +165,16 @@ class InfluxSink:
 
         if not lines:
             return
-        async with InfluxDBClientAsync(url=self.url, token=self.token, org=self.org,
-                                       timeout=int(self.timeout_s * 1000)) as client:
-            await client.write_api().write(bucket=self.bucket, org=self.org, record=list(lines),
-                                           # the library types its own constant (a str) as the class
-                                           write_precision=WritePrecision.MS)  # type: ignore[arg-type]
+        if self._client is None:  # one client (and HTTP session) for the sink's life
+            self._client = InfluxDBClientAsync(url=self.url, token=self.token, org=self.org,
+                                               timeout=int(self.timeout_s * 1000))
+        await self._client.write_api().write(bucket=self.bucket, org=self.org, record=list(lines),
+                                             write_precision=WritePrecision.MS)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def replicate_once(self) -> int:
         """Write the next batch of results (and the outages); 0 when there is nothing new."""
@@ -205,6 +212,7 @@ class InfluxSink:
                     await asyncio.wait_for(stop.wait(), poll_s)
                 except TimeoutError:
                     pass
+        await self.aclose()
 
     async def backfill(self, since_ms: int) -> int:
         """Rewrite history from ``since_ms``: the same points with the same timestamps (idempotent)."""
@@ -217,6 +225,7 @@ class InfluxSink:
             total += len(lines)
             after = last
         await self.write(self.outage_lines(int(time.time() * 1000)))
+        await self.aclose()
         return total
 
     def close(self) -> None:

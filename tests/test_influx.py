@@ -96,6 +96,7 @@ async def drain(replicator: InfluxSink) -> int:
     total = 0
     while written := await replicator.replicate_once():
         total += written
+    await replicator.aclose()
     return total
 
 
@@ -119,11 +120,13 @@ async def test_an_unreachable_store_delays_points_and_loses_none(vm: VictoriaMet
     fill(db_path, 120)
     replicator = sink(db_path, vm.url, batch_size=50)
     assert await replicator.replicate_once() == 50
+    await replicator.aclose()
     vm.stop()
     fill(db_path, 80, offset=120)
     position = replicator.position("results")
     with pytest.raises(OSError):  # connection refused
         await replicator.replicate_once()
+    await replicator.aclose()
     assert replicator.position("results") == position  # the cursor waits
     stop = asyncio.Event()
     running = asyncio.create_task(replicator.run(stop, poll_s=0.1))
