@@ -11,10 +11,11 @@ timestamps, so writing a batch twice (a retry after a timeout) overwrites
 the same points: replication and ``didban influx backfill`` are idempotent.
 
 Schema (measurement: tags; fields):
-- ``check``: agency, service, location, probe; up (0/1), status, latency_ms, http_status, error
+- ``check``: agency, service, location, probe; up (0/1), status, latency_ms, http_status, error,
+  cert_days_left (when the check saw a TLS certificate)
 - ``outage``: agency, service; start_ms, end_ms, duration_s, error, code, open (0/1)
 - ``sla_month``: agency, service, month; availability, downtime_minutes, target, met (0/1),
-  budget_remaining_percent, credit_percent, closed (0/1) — at the month's start time, rewritten as the
+  budget_remaining_percent, credit_percent, closed (0/1), outages — at the month's start time, rewritten as the
   month goes on, so the last value is the month's figure
 - ``maintenance``: agency, service; title, end_ms, notice_hours, meets_notice (0/1), cancelled (0/1) —
   at the window's start (Grafana annotations)
@@ -49,12 +50,14 @@ def _string(value: str) -> str:
 
 
 def check_line(agency: str, service: str, location: str, probe: str, ts_ms: int, status: str, latency_ms: float,
-               http_status: int | None, error: str | None) -> str:
+               http_status: int | None, error: str | None, cert_days_left: float | None = None) -> str:
     tags = f"check,agency={_tag(agency)},service={_tag(service)},location={_tag(location)},probe={_tag(probe)}"
     fields = [f"up={1 if status == 'up' else 0}i", f"status={_string(status)}", f"latency_ms={float(latency_ms)}",
               f"error={_string(error or '')}"]
     if http_status is not None:
         fields.append(f"http_status={int(http_status)}i")
+    if cert_days_left is not None:
+        fields.append(f"cert_days_left={float(cert_days_left)}")
     return f"{tags} {','.join(fields)} {ts_ms}"
 
 
@@ -67,12 +70,12 @@ def outage_line(agency: str, service: str, start_ms: int, end_ms: int | None, er
 
 
 def sla_line(agency: str, service: str, month: str, start_ms: int, availability: float, downtime_ms: int,
-             target: float, denominator_ms: int, credit_percent: float, closed: bool) -> str:
+             target: float, denominator_ms: int, credit_percent: float, closed: bool, outages: int = 0) -> str:
     budget_ms = (100 - target) / 100 * denominator_ms
     remaining = 100 * (1 - downtime_ms / budget_ms) if budget_ms > 0 else 0.0
     fields = [f"availability={availability}", f"downtime_minutes={downtime_ms / 60_000}", f"target={target}",
               f"met={1 if availability >= target else 0}i", f"budget_remaining_percent={remaining}",
-              f"credit_percent={credit_percent}", f"closed={1 if closed else 0}i"]
+              f"credit_percent={credit_percent}", f"closed={1 if closed else 0}i", f"outages={outages}i"]
     return f"sla_month,agency={_tag(agency)},service={_tag(service)},month={month} {','.join(fields)} {start_ms}"
 
 
@@ -101,14 +104,14 @@ class InfluxSink:
     def next_results(self, after: int, since_ms: int = 0) -> tuple[list[str], int]:
         """Line protocol for the results after rowid ``after`` (in order), and the last rowid read."""
         rows = self._db.execute(
-            "SELECT r.rowid, s.id, l.id, r.ts_ms, r.status, r.latency_ms, r.http_status, r.error "
+            "SELECT r.rowid, s.id, l.id, r.ts_ms, r.status, r.latency_ms, r.http_status, r.error, r.cert_days_left "
             "FROM results r JOIN services s ON s.key = r.service JOIN locations l ON l.key = r.location "
             "WHERE r.rowid > ? AND r.ts_ms >= ? ORDER BY r.rowid LIMIT ?",
             (after, since_ms, self.batch_size),
         ).fetchall()
         lines = [check_line(self._agency.get(service, ""), service, location, self._probe.get(service, ""), ts,
-                            _STATUS[status], latency, http, error)
-                 for _, service, location, ts, status, latency, http, error in rows]
+                            _STATUS[status], latency, http, error, cert)
+                 for _, service, location, ts, status, latency, http, error, cert in rows]
         return lines, (rows[-1][0] if rows else after)
 
     def outage_lines(self, now_ms: int) -> list[str]:
@@ -154,7 +157,8 @@ class InfluxSink:
                     lines.append(sla_line(self._agency.get(figures.service, ""), figures.service, str(month),
                                           settled.report.start_ms, figures.availability_percent,
                                           figures.downtime_ms, figures.target_percent,
-                                          settled.report.denominator_ms, figures.credit_percent, closed))
+                                          settled.report.denominator_ms, figures.credit_percent, closed,
+                                          len(figures.outages)))
         finally:
             store.close()
         return lines

@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS locations (key INTEGER PRIMARY KEY, id TEXT NOT NULL 
 CREATE TABLE IF NOT EXISTS results (
     service INTEGER NOT NULL, location INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
     status INTEGER NOT NULL, latency_ms REAL NOT NULL,
-    error TEXT, detail TEXT, http_status INTEGER
+    error TEXT, detail TEXT, http_status INTEGER, cert_days_left REAL
 );
 CREATE INDEX IF NOT EXISTS results_by_service_time ON results (service, ts_ms);
 CREATE TABLE IF NOT EXISTS latest (
@@ -101,6 +101,9 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        if "cert_days_left" not in columns:  # a store made before certificates were recorded
+            self._db.execute("ALTER TABLE results ADD COLUMN cert_days_left REAL")
         self._load_caches()
 
     def _load_caches(self) -> None:
@@ -160,7 +163,7 @@ class SqliteStore:
                 code = _STATUS_CODE[result.status]
                 rows.append(
                     (service, location, result.ts_ms, code, result.latency_ms,
-                     result.error, result.detail or None, result.http_status)
+                     result.error, result.detail or None, result.http_status, result.cert_days_left)
                 )
                 previous = self._latest.get((service, location))
                 if previous is None or result.ts_ms >= previous[0]:
@@ -172,7 +175,7 @@ class SqliteStore:
                 horizon = self._horizons.get((service, location))
                 if horizon is not None and ts_ms <= horizon:
                     self._roll_back_horizon((service, location), ts_ms)
-            db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             # A change of state is written with its result, so "since" survives a crash; the
             # last latency of an unchanged state is refreshed every few seconds.
             if time.monotonic() - self._latest_flushed > LATEST_FLUSH_SECONDS:
@@ -263,13 +266,13 @@ class SqliteStore:
         if key is None:
             return []
         rows = self._db.execute(
-            "SELECT location, ts_ms, status, latency_ms, error, detail, http_status FROM results "
+            "SELECT location, ts_ms, status, latency_ms, error, detail, http_status, cert_days_left FROM results "
             "WHERE service = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms",
             (key, start_ms, end_ms),
         )
         return [
-            ProbeResult(service, self._location(loc), ts, _CODE_STATUS[st], lat, err, det or "", http)
-            for loc, ts, st, lat, err, det, http in rows
+            ProbeResult(service, self._location(loc), ts, _CODE_STATUS[st], lat, err, det or "", http, cert)
+            for loc, ts, st, lat, err, det, http, cert in rows
         ]
 
     def count_results(self) -> int:
@@ -430,28 +433,6 @@ class SqliteStore:
             self._latest_dirty = set()
 
     # -- all results of a time window (evidence, month figures) -----------------------------
-
-    def iter_results(self, start_ms: int, end_ms: int) -> Iterator[ProbeResult]:
-        rows = self._db.execute(
-            "SELECT service, location, ts_ms, status, latency_ms, error, detail, http_status FROM results "
-            "WHERE ts_ms >= ? AND ts_ms < ? ORDER BY service, ts_ms",
-            (start_ms, end_ms),
-        )
-        for service, location, ts, status, latency, error, detail, http in rows:
-            yield ProbeResult(self._service(service), self._location(location), ts, _CODE_STATUS[status],
-                              latency, error, detail or "", http)
-
-    def all_segments(self, start_ms: int, end_ms: int) -> dict[tuple[str, str], list[Segment]]:
-        """Compacted history overlapping [start, end), per (service, location)."""
-        out: dict[tuple[str, str], list[Segment]] = {}
-        rows = self._db.execute(
-            "SELECT service, location, start_ms, end_ms, down FROM segments WHERE start_ms < ? AND end_ms > ? "
-            "ORDER BY service, location, start_ms",
-            (end_ms, start_ms),
-        )
-        for service, location, start, end, down in rows:
-            out.setdefault((self._service(service), self._location(location)), []).append((start, end, bool(down)))
-        return out
 
     # -- maintenance windows and exclusions ---------------------------------------------------
 

@@ -33,6 +33,7 @@ LABELS = {
     "latency": {"fa": "تأخیر پاسخ", "en": "Latency"},
     "outages": {"fa": "قطعی‌ها", "en": "Outages"},
     "months": {"fa": "ماه به ماه", "en": "Month by month"},
+    "certificate": {"fa": "روزهای باقی‌ماندهٔ گواهی TLS", "en": "TLS certificate days left"},
     "up": {"fa": "برقرار", "en": "up"},
     "down": {"fa": "قطع", "en": "down"},
     "agency": {"fa": "دستگاه", "en": "Agency"},
@@ -91,7 +92,7 @@ _SERVICE = '"service" =~ /^$service$/'
 _LOCATION = '"location" =~ /^$location$/'
 
 
-def agency_overview(agency: AgencyConfig, lang: str = "fa") -> dict[str, Any]:
+def agency_overview(agency: AgencyConfig, lang: str = "fa", target: float = 99.5) -> dict[str, Any]:
     name = agency.name.fa if lang == "fa" else agency.name.en
     mappings = [{"type": "value", "options": {"1": {"text": _label("up", lang), "color": "green"},
                                                "0": {"text": _label("down", lang), "color": "red"}}}]
@@ -104,17 +105,25 @@ def agency_overview(agency: AgencyConfig, lang: str = "fa") -> dict[str, Any]:
         _panel(2, _label("mtd", lang), "bargauge", 0, 6, 12, 8, [_target(
             f'SELECT last("availability") FROM "sla_month" WHERE {_AGENCY} AND time > now() - 31d '
             f'GROUP BY "service"')],
-            fieldConfig={"defaults": {"unit": "percent", "decimals": 2, "min": 95, "max": 100}}),
+            # red under the agency's target, green at or above it
+            fieldConfig={"defaults": {"unit": "percent", "decimals": 2, "min": 95, "max": 100,
+                                      "color": {"mode": "thresholds"},
+                                      "thresholds": {"mode": "absolute", "steps": [
+                                          {"color": "red", "value": None}, {"color": "green", "value": target}]}}}),
         _panel(3, _label("budget", lang), "bargauge", 12, 6, 12, 8, [_target(
             f'SELECT last("budget_remaining_percent") FROM "sla_month" WHERE {_AGENCY} AND time > now() - 31d '
             f'GROUP BY "service"')],
             fieldConfig={"defaults": {"unit": "percent", "min": 0, "max": 100}}),
+        # The Jalali month's own count: the last sla_month point of a service is its current month.
         _panel(4, _label("outages_month", lang), "stat", 0, 14, 12, 6, [_target(
-            f'SELECT count("duration_s") FROM "outage" WHERE {_AGENCY} AND time > now() - 31d GROUP BY "service"')]),
+            f'SELECT last("outages") FROM "sla_month" WHERE {_AGENCY} AND time > now() - 31d GROUP BY "service"')]),
         _panel(5, _label("credits_year", lang), "stat", 12, 14, 12, 6, [_target(
             f'SELECT sum("credit_percent") FROM "sla_month" WHERE {_AGENCY} AND "closed" = 1 '
             f'AND time > now() - 365d GROUP BY "service"')],
             fieldConfig={"defaults": {"unit": "percent"}}),
+        _panel(6, _label("maintenance", lang), "table", 0, 20, 24, 6, [{
+            **_target(f'SELECT "title", "end_ms", "notice_hours", "meets_notice" FROM "maintenance" WHERE {_AGENCY} '
+                      'AND "cancelled" = 0 AND time > now() - 1h AND time < now() + 60d'), "resultFormat": "table"}]),
     ]
     variables = [_variable("agency", _label("agency", lang), options=[agency.id])]
     annotations = [{"name": _label("maintenance", lang), "datasource": DATASOURCE, "enable": True,
@@ -135,6 +144,13 @@ def service_detail(agency: AgencyConfig, lang: str = "fa") -> dict[str, Any]:
             f'SELECT percentile("latency_ms", 50) AS "p50", percentile("latency_ms", 95) AS "p95", '
             f'percentile("latency_ms", 99) AS "p99" FROM "check" WHERE {where} AND "up" = 1 '
             "GROUP BY time($__interval)")], fieldConfig={"defaults": {"unit": "ms"}}),
+        _panel(4, _label("certificate", lang), "stat", 0, 24, 24, 4, [_target(
+            f'SELECT last("cert_days_left") FROM "check" WHERE {_AGENCY} AND {_SERVICE} AND $timeFilter '
+            'GROUP BY "service"')],
+            fieldConfig={"defaults": {"unit": "d", "decimals": 0, "color": {"mode": "thresholds"},
+                                      "thresholds": {"mode": "absolute", "steps": [
+                                          {"color": "red", "value": None}, {"color": "orange", "value": 14},
+                                          {"color": "green", "value": 30}]}}}),
         _panel(3, _label("outages", lang), "table", 0, 16, 24, 8, [{
             **_target(f'SELECT "code", "duration_s", "error", "open" FROM "outage" WHERE {_AGENCY} AND {_SERVICE} '
                       "AND $timeFilter"), "resultFormat": "table"}]),
@@ -169,8 +185,12 @@ def sla_compliance(agency: AgencyConfig, lang: str = "fa") -> dict[str, Any]:
 
 def all_dashboards(config: DidbanConfig, lang: str = "fa") -> list[tuple[AgencyConfig, dict[str, Any]]]:
     """Every dashboard, with the agency whose folder it belongs to."""
-    return [(agency, build(agency, lang)) for agency in config.agencies
-            for build in (agency_overview, service_detail, sla_compliance)]
+    built = []
+    for agency in config.agencies:
+        targets = [config.agreement(s.agreement).target_percent for s in agency.services]
+        built += [(agency, agency_overview(agency, lang, max(targets, default=99.5))),
+                  (agency, service_detail(agency, lang)), (agency, sla_compliance(agency, lang))]
+    return built
 
 
 def datasource(url: str, database: str = "didban") -> dict[str, Any]:

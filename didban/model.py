@@ -69,6 +69,7 @@ class ProbeResult:
     error: str | None = None  # an ErrorClass value, None when up
     detail: str = ""  # human-readable reason, never a secret
     http_status: int | None = None
+    cert_days_left: float | None = None  # when the check saw a TLS certificate
 
     @property
     def ts(self) -> datetime:

@@ -191,5 +191,7 @@ async def run_check(
         error=error.value if error is not None else None,
         detail=detail,
         http_status=facts.status or None,
+        cert_days_left=(round((facts.certificate_not_after_ms - ts_ms) / 86_400_000, 3)
+                        if facts.certificate_not_after_ms else None),
     )
     return CheckOutcome(result, facts, tuple(outcomes))

@@ -160,7 +160,8 @@ def test_results_read_back_exactly(db_path: Path, service: str) -> None:
     from collector.store import Batch
 
     store = SqliteStore(db_path)
-    written = results_for("UD?", service=service)
+    written = [*results_for("UD?", service=service),
+               ProbeResult(service, "tabriz", 10**9, Status.UP, 3.0, None, "", 200, cert_days_left=42.5)]
     store.write(Batch(results=written))
     assert store.results(service, 0, 10**13) == written
     store.close()

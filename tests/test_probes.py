@@ -221,6 +221,7 @@ async def test_tls_probe_reports_days_left_and_enforces_the_minimum(
     assert verdict(fine) == ("up", None), fine.result.detail
     days_left = fine.facts.certificate_expiration_ms / 86_400_000
     assert 9.9 < days_left <= 10
+    assert fine.result.cert_days_left is not None and 9.9 < fine.result.cert_days_left <= 10
     soon = await check(probe(type="tls", target=f"127.0.0.1:{port}", verify=False, min_days_left=30))
     assert verdict(soon) == ("down", "certificate")
     assert "[CERTIFICATE_EXPIRATION] (" in soon.result.detail
