@@ -159,11 +159,8 @@ def _status_rows(config: DidbanConfig, db_path: str) -> list[dict[str, Any]]:
     from collector.sqlite_store import SqliteStore
     from didban.timefmt import jalali
 
-    store = SqliteStore(db_path)
-    try:
+    with SqliteStore(db_path) as store:
         states = store.states()
-    finally:
-        store.close()
     rows = []
     for agency, service in config.services():
         state = states.get(service.id)
@@ -427,12 +424,9 @@ def cmd_sla_month(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     month = _month(args.month)
-    store = _store(config, args.db)
-    try:
+    with _store(config, args.db) as store:
         settled = settle(config, store, month, now_ms=_now_ms())
         model = build_model(config, store, settled, digest="")
-    finally:
-        store.close()
     model.pop("evidence_pack_sha256")
     if args.json:
         _print_json(model)
@@ -487,11 +481,8 @@ def cmd_sla_close(args: argparse.Namespace) -> int:
 
 def cmd_sla_credits(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    store = _store(config, args.db)
-    try:
+    with _store(config, args.db) as store:
         entries = store.ledger(args.month, args.service)
-    finally:
-        store.close()
     rows = [
         {"tracking_code": e.tracking_code, "month": e.month, "service": e.service, "kind": e.kind,
          "credit_percent": e.credit_percent, "amount": e.amount, "availability_percent": e.availability_percent,
@@ -514,13 +505,10 @@ def cmd_sla_export(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     month = _month(args.month)
-    store = _store(config, args.db)
-    try:
+    with _store(config, args.db) as store:
         settled = settle(config, store, month, now_ms=_now_ms())
         print(f"exporting {month} as {args.format} …", file=sys.stderr)
         written = export(config, store, settled, args.format, Path(args.out))
-    finally:
-        store.close()
     print(written)
     return EXIT_OK
 
@@ -566,8 +554,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     from didban.tracking import new_code
 
     config = _load(args.config)
-    store = _store(config, args.db)
-    try:
+    with _store(config, args.db) as store:
         if args.action == "add":
             now = _now_ms()  # announced now: the server's clock, never backdated
             window = MaintenanceWindow(new_code("MW"), _services(config, args.services), _instant(args.start),
@@ -597,8 +584,6 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
                 notice_h = (w.start_ms - w.announced_at_ms) / 3_600_000
                 print(f"{w.id} {','.join(w.services)} {jalali(w.start_ms)} → {jalali(w.end_ms)} "
                       f"notice {notice_h:.1f} h{' CANCELLED' if w.cancelled else ''}")
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -608,8 +593,7 @@ def cmd_exclusion(args: argparse.Namespace) -> int:
     from didban.tracking import new_code
 
     config = _load(args.config)
-    store = _store(config, args.db)
-    try:
+    with _store(config, args.db) as store:
         if args.action == "add":
             exclusion = Exclusion(new_code("EX"), _services(config, args.services), _instant(args.start),
                                   _instant(args.end), args.reason, args.evidence)
@@ -618,8 +602,6 @@ def cmd_exclusion(args: argparse.Namespace) -> int:
         else:
             for e in store.exclusions():
                 print(f"{e.id} {','.join(e.services)} {jalali(e.start_ms)} → {jalali(e.end_ms)}: {e.reason}")
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -693,11 +675,8 @@ def cmd_ack(args: argparse.Namespace) -> int:
     from alerting.subscribers import Subscribers
 
     config = _load(args.config)
-    store = _store(config, args.db)
-    try:
+    with _store(config, args.db) as store:
         outage = next((o for o in store.outages() if args.outage in (str(o.id), o.tracking_code)), None)
-    finally:
-        store.close()
     if outage is None:
         print(f"didban ack: no outage {args.outage!r} (give its number or tracking code)", file=sys.stderr)
         return EXIT_USAGE
