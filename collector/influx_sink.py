@@ -13,7 +13,8 @@ the same points: replication and ``didban influx backfill`` are idempotent.
 Schema (measurement: tags; fields):
 - ``check``: agency, service, location, probe; up (0/1), status, latency_ms, http_status, error,
   cert_days_left (when the check saw a TLS certificate)
-- ``outage``: agency, service; start_ms, end_ms, duration_s, error, code, open (0/1)
+- ``outage``: agency, service; start_ms, end_ms, duration_s, error, code, open (0/1), excluded_s
+  (covered by maintenance announced in time or a telecom exclusion), excluded (0/1: wholly covered)
 - ``sla_month``: agency, service, month; availability, downtime_minutes, target, met (0/1),
   budget_remaining_percent, credit_percent, closed (0/1), outages — at the month's start time, rewritten as the
   month goes on, so the last value is the month's figure
@@ -62,10 +63,12 @@ def check_line(agency: str, service: str, location: str, probe: str, ts_ms: int,
 
 
 def outage_line(agency: str, service: str, start_ms: int, end_ms: int | None, error: str | None, code: str,
-                now_ms: int) -> str:
+                now_ms: int, excluded_ms: int = 0) -> str:
     end = end_ms if end_ms is not None else now_ms
     fields = [f"start_ms={start_ms}i", f"end_ms={end}i", f"duration_s={(end - start_ms) / 1000}",
-              f"error={_string(error or '')}", f"code={_string(code)}", f"open={0 if end_ms is not None else 1}i"]
+              f"error={_string(error or '')}", f"code={_string(code)}", f"open={0 if end_ms is not None else 1}i",
+              f"excluded_s={excluded_ms / 1000}",
+              f"excluded={1 if end > start_ms and excluded_ms >= end - start_ms else 0}i"]
     return f"outage,agency={_tag(agency)},service={_tag(service)} {','.join(fields)} {start_ms}"
 
 
@@ -93,6 +96,8 @@ class InfluxSink:
         self._db.executescript(SCHEMA)
         self._agency = {service.id: agency.id for agency, service in config.services()}
         self._probe = {service.id: service.probes[0].type for _, service in config.services()}
+        self._notice_hours = {service.id: config.agreement(service.agreement).notice_hours
+                              for _, service in config.services()}
 
     def position(self, stream: str) -> int:
         row = self._db.execute("SELECT position FROM influx_cursor WHERE stream = ?", (stream,)).fetchone()
@@ -115,14 +120,34 @@ class InfluxSink:
         return lines, (rows[-1][0] if rows else after)
 
     def outage_lines(self, now_ms: int) -> list[str]:
-        """Every outage of the last 400 days: few rows, and rewriting them updates the open ones."""
+        """Every outage of the last 400 days, with how much of it qualifying exclusions cover
+        (maintenance announced in time, telecom exclusions): few rows, rewritten to update open ones."""
+        from collector.sqlite_store import SqliteStore
+        from sla_calc.intervals import intersection, measure, union
+        from sla_calc.month import applies, qualifying_maintenance
+
+        since = now_ms - 400 * 86_400_000
+        with SqliteStore(self.store_path) as store:
+            windows = store.maintenance(since, now_ms)
+            exclusions = store.exclusions(since, now_ms)
         rows = self._db.execute(
             "SELECT s.id, o.start_ms, o.end_ms, o.error, o.tracking_code FROM outages o "
             "JOIN services s ON s.key = o.service WHERE o.start_ms > ?",
-            (now_ms - 400 * 86_400_000,),
+            (since,),
         )
-        return [outage_line(self._agency.get(service, ""), service, start, end, error, code, now_ms)
-                for service, start, end, error, code in rows]
+        lines = []
+        for service, start, end, error, code in rows:
+            notice_ms = round(self._notice_hours.get(service, 72.0) * 3_600_000)
+            covering = union([(w.start_ms, w.end_ms) for w in windows
+                              if applies(w.services, service) and qualifying_maintenance(w, notice_ms)]
+                             + [(e.start_ms, e.end_ms) for e in exclusions if applies(e.services, service)])
+            excluded = measure(intersection([(start, end if end is not None else now_ms)], covering))
+            lines.append(outage_line(self._agency.get(service, ""), service, start, end, error, code, now_ms,
+                                     excluded))
+        return lines
+
+    def _periodic_lines(self, now_ms: int) -> list[str]:
+        return self.outage_lines(now_ms) + self.maintenance_lines()
 
     def maintenance_lines(self, notice_hours: float = 72.0) -> list[str]:
         import json
@@ -183,7 +208,8 @@ class InfluxSink:
     async def replicate_once(self) -> int:
         """Write the next batch of results (and the outages); 0 when there is nothing new."""
         after = self.position("results")
-        lines, last = self.next_results(after)
+        # SQLite reads run on a worker thread: the sink shares the event loop with probing.
+        lines, last = await asyncio.to_thread(self.next_results, after)
         if lines:
             await self.write(lines)
             self._advance("results", last)  # only after InfluxDB accepted the batch
@@ -197,7 +223,7 @@ class InfluxSink:
             try:
                 written = await self.replicate_once()
                 if time.monotonic() >= next_outages:
-                    await self.write(self.outage_lines(int(time.time() * 1000)) + self.maintenance_lines())
+                    await self.write(await asyncio.to_thread(self._periodic_lines, int(time.time() * 1000)))
                     next_outages = time.monotonic() + outages_every_s
                 delay = 1.0
             except Exception as exc:  # InfluxDB down or slow: keep the cursor, try again later

@@ -108,6 +108,9 @@ def test_every_dashboard_query_returns_the_expected_numbers(influxdb: str, db_pa
                OutageChange("portal", now - 29 * 60_000, opening=False)]
     store.write(Batch(results=results, changes=changes))
     store.add_maintenance(MaintenanceWindow("MW-1", ("portal",), now + 3_600_000, now + 7_200_000, now), "ارتقا")
+    from didban.model import Exclusion
+
+    store.add_exclusion(Exclusion("EX-1", ("*",), now - 39 * 60_000, now - 34 * 60_000, "national link"), now)
     store.close()
     sink = InfluxSink(config, db_path, url=influxdb, org="-", bucket="didban", token="", batch_size=10_000)
     lines = sink.next_results(0)[0] + sink.outage_lines(now) + sink.maintenance_lines() + sink.sla_lines(config, now)
@@ -127,12 +130,16 @@ def test_every_dashboard_query_returns_the_expected_numbers(influxdb: str, db_pa
 
     assert value('last("up") FROM "check" WHERE "agency" =~ /^$agency$/ AND time > now() - 10m') == 1
     assert value('last("outages")') == 1  # the Jalali month's count
+    outages_table = next(q for q in answers if '"code", "duration_s", "error", "open"' in q)
+    assert answers[outages_table][0]["values"][0][2] == 600  # ten minutes
+    excluded = influxql(influxdb, 'SELECT "excluded_s", "excluded" FROM "outage"')["results"][0]["series"][0]
+    assert excluded["values"][0][1:] == [300, 0]  # five of its ten minutes were a telecom exclusion
     maintenance_table = next(q for q in answers if '"title", "end_ms", "notice_hours"' in q)
     assert answers[maintenance_table][0]["values"][0][1] == "ارتقا"
-    downtime_fraction = 10 / 43_200  # ten minutes of a 30-day month
+    downtime_fraction = 5 / 43_200  # ten minutes down, five of them a telecom exclusion, in a 30-day month
     assert value('last("availability") FROM "sla_month" WHERE "agency" =~ /^$agency$/ AND time > now() - 31d') == \
         pytest.approx(100 * (1 - downtime_fraction))
-    assert value('last("budget_remaining_percent")') == pytest.approx(100 * (1 - 10 / 216))
+    assert value('last("budget_remaining_percent")') == pytest.approx(100 * (1 - 5 / 216))
     latency = next(q for q in answers if 'percentile("latency_ms", 50)' in q)
     assert all(row[1] in (20.0, 40.0) for row in answers[latency][0]["values"] if row[1] is not None)
     table = next(q for q in answers if 'last("met") AS "met"' in q)
