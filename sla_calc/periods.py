@@ -71,10 +71,3 @@ class JalaliMonth:
             start, end = self.bounds()
             return end - start
         raise ValueError(f"unknown month basis {basis!r}")
-
-
-def jalali_date_start_ms(text: str) -> int:
-    """Tehran midnight starting a Jalali date ``YYYY-MM-DD``."""
-    year, month, day = (int(part) for part in text.split("-"))
-    gregorian = jdatetime.date(year, month, day).togregorian()
-    return int(datetime(gregorian.year, gregorian.month, gregorian.day, tzinfo=TEHRAN).timestamp()) * 1000
