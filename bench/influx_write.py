@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +95,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     backlog, sustained = (100_000, 10.0) if args.quick else (1_000_000, 30.0)
-    from tests.conftest import free_port
+    from tests.conftest import free_port, wait_http
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -105,12 +104,7 @@ def main() -> int:
                                f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR", "-retentionPeriod=100y"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_http(f"http://127.0.0.1:{port}/health")
             if (os.cpu_count() or 1) > 1:
                 os.sched_setaffinity(0, {1})
             figures = asyncio.run(run(backlog, sustained, f"http://127.0.0.1:{port}", Path(tmp) / "bench.sqlite"))

@@ -36,6 +36,22 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "didban.sqlite"
 
 
+def wait_http(url: str, seconds: float = 10.0) -> None:
+    """Block until ``url`` answers (a server started as a subprocess is ready), or raise."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                answer.read()
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds:g} s")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

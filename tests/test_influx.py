@@ -8,7 +8,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from collector.influx_sink import InfluxSink, check_line
 from collector.sqlite_store import SqliteStore
 from collector.store import Batch
 from didban.model import ProbeResult, Status
-from tests.conftest import free_port, make_config
+from tests.conftest import free_port, make_config, wait_http
 
 pytestmark = pytest.mark.skipif(shutil.which("victoria-metrics") is None,
                                 reason="Debian's victoria-metrics is installed by scripts/test.sh")
@@ -43,14 +42,7 @@ class VictoriaMetrics:
             ["victoria-metrics", f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}",
              "-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms", "-retentionPeriod=100y",
              "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
-                    if answer.read().strip() == b"OK":
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("victoria-metrics did not start")
+        wait_http(f"{self.url}/health")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -173,12 +165,7 @@ bind-address = "127.0.0.1:{rpc}"
     process = subprocess.Popen(["influxd", "-config", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/ping", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_http(f"{url}/ping")
     influxql(url, "CREATE DATABASE didban")
     yield url
     process.terminate()

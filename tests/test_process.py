@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from collector.sqlite_store import SqliteStore
@@ -73,13 +74,19 @@ def count(db: Path, query: str) -> int:
         return 0
 
 
-async def test_kill_9_loses_at_most_one_interval_and_no_outage_state(aiohttp_server: Any, tmp_path: Path) -> None:
+@pytest.fixture
+async def site(aiohttp_server: Any, tmp_path: Path) -> tuple[Target, Path, Path]:
+    """A target whose 'payments' service is down, a config pointing at it, and a store path."""
     target = Target()
     target.healthy["payments"] = False
     server = await aiohttp_server(target.app())
     config = tmp_path / "config.yaml"
-    db = tmp_path / "didban.sqlite"
     write_config(config, str(server.make_url("")).rstrip("/"))
+    return target, config, tmp_path / "didban.sqlite"
+
+
+async def test_kill_9_loses_at_most_one_interval_and_no_outage_state(site: tuple[Target, Path, Path]) -> None:
+    target, config, db = site
 
     process = await start("run", "--config", str(config), "--db", str(db))
     await wait_for(lambda: db.exists() and count(db, "SELECT count(*) FROM outages") == 1, timeout=20)
@@ -136,13 +143,8 @@ async def test_check_command_rejects_a_bad_target() -> None:
     assert "HOST:PORT" in err
 
 
-async def test_check_and_status_of_configured_services(aiohttp_server: Any, tmp_path: Path) -> None:
-    target = Target()
-    target.healthy["payments"] = False
-    server = await aiohttp_server(target.app())
-    config = tmp_path / "config.yaml"
-    db = tmp_path / "didban.sqlite"
-    write_config(config, str(server.make_url("")).rstrip("/"))
+async def test_check_and_status_of_configured_services(site: tuple[Target, Path, Path]) -> None:
+    _, config, db = site
 
     code, out, _ = await run("check", "payments", "--config", str(config), "--json")
     assert code == 1 and json.loads(out)["error"] == "http_status"
