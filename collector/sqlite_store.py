@@ -79,6 +79,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     issued_ms INTEGER NOT NULL, adjusts TEXT, note TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_credit_per_service_month ON ledger (month, service) WHERE kind = 'credit';
+-- Archived evidence packs, content-addressed (the pack digest), stored in chunks so no row nears a size limit.
+CREATE TABLE IF NOT EXISTS evidence_packs (
+    digest TEXT PRIMARY KEY, month TEXT NOT NULL, created_ms INTEGER NOT NULL, size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evidence_chunks (
+    digest TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (digest, seq)
+) WITHOUT ROWID;
 -- A closed month is immutable: its report and its credits can be added to, never changed.
 CREATE TRIGGER IF NOT EXISTS month_closes_immutable BEFORE UPDATE ON month_closes
 BEGIN SELECT RAISE(ABORT, 'a closed month is immutable: record an adjustment instead'); END;
@@ -91,6 +98,14 @@ BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;
 """
 
 
+_ADDED_COLUMNS = (
+    ("results", "cert_days_left", "REAL"),
+    ("month_closes", "pack_sha256", "TEXT"),
+    ("ledger", "pack_sha256", "TEXT"),
+)
+_CHUNK_BYTES = 8 << 20
+
+
 class SqliteStore:
     def __init__(self, path: str | Path, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
@@ -101,9 +116,10 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
-        if "cert_days_left" not in columns:  # a store made before certificates were recorded
-            self._db.execute("ALTER TABLE results ADD COLUMN cert_days_left REAL")
+        for table, column, kind in _ADDED_COLUMNS:  # a store made before these columns existed
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._load_caches()
 
     def _load_caches(self) -> None:
@@ -483,14 +499,20 @@ class SqliteStore:
         row = self._db.execute("SELECT closed_ms, report FROM month_closes WHERE month = ?", (month,)).fetchone()
         return (int(row[0]), json.loads(row[1])) if row else None
 
-    def record_close(self, month: str, closed_ms: int, report: dict[str, Any], credits: Sequence[Credit]) -> bool:
-        """Close a month with its report and credits, atomically; False if it was already closed."""
+    def month_pack(self, month: str) -> str | None:
+        """The digest of the evidence pack archived when ``month`` was closed."""
+        row = self._db.execute("SELECT pack_sha256 FROM month_closes WHERE month = ?", (month,)).fetchone()
+        return row[0] if row else None
+
+    def record_close(self, month: str, closed_ms: int, report: dict[str, Any], credits: Sequence[Credit],
+                     pack_sha256: str | None = None) -> bool:
+        """Close a month with its report, credits and pack digest, atomically; False if it was already closed."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             inserted = db.execute(
-                "INSERT OR IGNORE INTO month_closes VALUES (?, ?, ?)",
-                (month, closed_ms, json.dumps(report, ensure_ascii=False)),
+                "INSERT OR IGNORE INTO month_closes (month, closed_ms, report, pack_sha256) VALUES (?, ?, ?, ?)",
+                (month, closed_ms, json.dumps(report, ensure_ascii=False), pack_sha256),
             ).rowcount
             if inserted:
                 for credit in credits:
@@ -506,9 +528,10 @@ class SqliteStore:
 
     def _insert_credit(self, credit: Credit) -> None:
         self._db.execute(
-            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (credit.tracking_code, credit.month, credit.service, credit.kind, credit.credit_percent,
-             credit.amount, credit.availability_percent, credit.issued_ms, credit.adjusts, credit.note),
+             credit.amount, credit.availability_percent, credit.issued_ms, credit.adjusts, credit.note,
+             credit.pack_sha256 or None),
         )
 
     def ledger(self, month: str | None = None, service: str | None = None) -> list[Credit]:
@@ -522,9 +545,48 @@ class SqliteStore:
             params.append(service)
         rows = self._db.execute(query + " ORDER BY month, issued_ms, service", params).fetchall()
         return [
-            Credit(code, m, svc, pct, amount, avail, issued, kind, adjusts, note)
-            for code, m, svc, kind, pct, amount, avail, issued, adjusts, note in rows
+            Credit(code, m, svc, pct, amount, avail, issued, kind, adjusts, note, pack or "")
+            for code, m, svc, kind, pct, amount, avail, issued, adjusts, note, pack in rows
         ]
+
+    # -- archived evidence packs --------------------------------------------------------------
+
+    def archive_pack(self, digest: str, month: str, created_ms: int, data: bytes) -> None:
+        """Keep a pack (its archive bytes) under its digest; the same pack archived twice is kept once."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("INSERT OR IGNORE INTO evidence_packs VALUES (?, ?, ?, ?)",
+                          (digest, month, created_ms, len(data))).rowcount:
+                db.executemany("INSERT INTO evidence_chunks VALUES (?, ?, ?)",
+                               [(digest, seq, data[offset:offset + _CHUNK_BYTES])
+                                for seq, offset in enumerate(range(0, len(data), _CHUNK_BYTES))])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def archived_pack(self, digest: str) -> bytes | None:
+        if self._db.execute("SELECT 1 FROM evidence_packs WHERE digest = ?", (digest,)).fetchone() is None:
+            return None
+        rows = self._db.execute("SELECT data FROM evidence_chunks WHERE digest = ? ORDER BY seq", (digest,))
+        return b"".join(bytes(data) for (data,) in rows)
+
+    def purge_packs(self, before_ms: int) -> int:
+        """Evidence retention: forget packs archived before ``before_ms``; return how many."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            digests = [d for (d,) in db.execute("SELECT digest FROM evidence_packs WHERE created_ms < ?",
+                                                (before_ms,))]
+            for digest in digests:
+                db.execute("DELETE FROM evidence_chunks WHERE digest = ?", (digest,))
+                db.execute("DELETE FROM evidence_packs WHERE digest = ?", (digest,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(digests)
 
     def __enter__(self) -> SqliteStore:
         return self

@@ -16,7 +16,7 @@ from typing import Any
 
 from didban.config import ConfigError, DidbanConfig, load_config
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TAMPERED = 0, 1, 2, 3
 
 
 def _print_json(data: Any) -> None:
@@ -435,13 +435,17 @@ def cmd_sla_month(args: argparse.Namespace) -> int:
           f"denominator {model['denominator_minutes']:g} min, {'closed' if model['closed'] else 'open'}")
     for agency in model["agencies"]:
         print(f"\n{agency['name_en']} ({agency['id']})")
-        print(f"  {'SERVICE':<24} {'AVAIL %':>8} {'TARGET':>7} {'':6} {'DOWN min':>9} {'EXCL min':>9} "
+        print(f"  {'SERVICE':<24} {'AVAIL %':>8} {'TARGET':>7} {'':11} {'DOWN min':>9} {'EXCL min':>9} "
               f"{'COVER %':>8}  CREDIT")
         for s in agency["services"]:
             credit = f"{s['credit_percent']:g}% = {s['credit_amount']:g}" if s["credit_percent"] else "-"
+            verdict = {"met": "met", "missed": "MISSED", "insufficient_evidence": "NO EVIDENCE"}[s["verdict"]]
             print(f"  {s['id']:<24} {s['availability_display']:>8} {s['target_percent']:>7g} "
-                  f"{'met' if s['met'] else 'MISSED':6} {s['downtime_minutes']:>9g} {s['excluded_minutes']:>9g} "
+                  f"{verdict:11} {s['downtime_minutes']:>9g} {s['excluded_minutes']:>9g} "
                   f"{s['coverage_percent']:>8.2f}  {credit} {' '.join(s['tracking_codes'])}")
+            if s["verdict"] == "insufficient_evidence":
+                print(f"      insufficient evidence: only {s['coverage_percent']:.2f} % of the month covered by "
+                      "results; neither met nor missed")
             for reason in s["exclusion_reasons"]:
                 print(f"      excluded: {reason}")
             for late in s["late_maintenance"]:
@@ -454,20 +458,24 @@ def cmd_sla_month(args: argparse.Namespace) -> int:
 
 
 def cmd_sla_close(args: argparse.Namespace) -> int:
-    from didban.settlement import close_month
+    from didban.settlement import InsufficientEvidence, NotYetEnded, close_month
 
     config = _load(args.config)
     month = _month(args.month)
     store = _store(config, args.db)
     try:
-        outcome = close_month(config, store, month, _now_ms())
-    except ValueError as exc:
+        outcome = close_month(config, store, month, _now_ms(),
+                              accept_insufficient_evidence=args.accept_insufficient_evidence)
+    except (NotYetEnded, InsufficientEvidence) as exc:
         print(f"didban sla close: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED
     finally:
         store.close()
     if outcome.closed_now:
-        print(f"{outcome.month} closed: {len(outcome.credits)} credit(s)")
+        print(f"{outcome.month} closed: {len(outcome.credits)} credit(s); evidence pack sha256 {outcome.pack_sha256}")
+        if outcome.accepted_insufficient:
+            print(f"  closed with insufficient evidence, accepted and recorded for: "
+                  f"{', '.join(outcome.accepted_insufficient)}")
         for credit in outcome.credits:
             print(f"  {credit.tracking_code} {credit.service} {credit.credit_percent:g}% = {credit.amount:g}")
     elif outcome.adjustments:
@@ -500,27 +508,40 @@ def cmd_sla_credits(args: argparse.Namespace) -> int:
 
 
 def cmd_sla_export(args: argparse.Namespace) -> int:
-    from didban.exports import export
-    from didban.settlement import settle
+    from didban.exports import export, parse_formats
+    from didban.settlement import snapshot
 
     config = _load(args.config)
     month = _month(args.month)
+    try:
+        formats = parse_formats(args.format)
+    except ValueError as exc:
+        print(f"didban sla export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     with _store(config, args.db) as store:
-        settled = settle(config, store, month, now_ms=_now_ms())
-        print(f"exporting {month} as {args.format} …", file=sys.stderr)
-        written = export(config, store, settled, args.format, Path(args.out))
-    print(written)
+        snap = snapshot(config, store, month, _now_ms())
+        source = "the pack archived when the month was closed" if snap.archived else "one snapshot of the store"
+        print(f"exporting {month} as {', '.join(formats)} from {source} …", file=sys.stderr)
+        written = export(config, store, snap, formats, Path(args.out))
+    for path in written:
+        print(path)
+    print(f"evidence pack sha256: {snap.digest}")
     return EXIT_OK
 
 
 def cmd_sla_replay(args: argparse.Namespace) -> int:
-    from didban.evidence import BadPack, replay
+    from didban.evidence import BadPack
+    from didban.pack_reader import PackTampered, replay
 
     try:
-        print(json.dumps(replay(args.pack, args.month), ensure_ascii=False))
-    except (BadPack, ValueError) as exc:
+        figures = replay(args.pack, args.month, verify_pack=not args.no_verify, max_bytes=args.max_bytes)
+    except PackTampered as exc:
+        print(f"didban sla replay: the pack failed verification: {exc}", file=sys.stderr)
+        return EXIT_TAMPERED
+    except BadPack as exc:
         print(f"didban sla replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    print(json.dumps(figures, ensure_ascii=False))
     return EXIT_OK
 
 
@@ -805,6 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     close = with_store(sla_commands.add_parser("close", help="close a month: report and credits (idempotent)"))
     close.add_argument("month")
+    close.add_argument("--accept-insufficient-evidence", action="store_true",
+                       help="close a month whose coverage is below the agreement's minimum; recorded on the close")
     close.set_defaults(handler=cmd_sla_close)
 
     credits = with_store(sla_commands.add_parser("credits", help="the credits ledger"))
@@ -815,13 +838,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = with_store(sla_commands.add_parser("export", help="the monthly compliance export"))
     export.add_argument("--month", required=True)
-    export.add_argument("--format", required=True, choices=["pdf", "xlsx", "csv", "json", "pack"])
+    export.add_argument("--format", required=True,
+                        help="pdf, xlsx, csv, json, pack, several comma-separated (one snapshot for all), or all")
     export.add_argument("--out", required=True, help="folder to write into")
     export.set_defaults(handler=cmd_sla_export)
 
     replay = sla_commands.add_parser("replay", help="recompute a month from an evidence pack alone")
     replay.add_argument("pack", help="a pack folder, .zip or .tar.gz")
     replay.add_argument("--month", required=True)
+    replay.add_argument("--no-verify", action="store_true",
+                        help="compute a hand-made pack without a manifest; the output says \"verified\": false")
+    replay.add_argument("--max-bytes", type=int, default=1 << 30,
+                        help="refuse a pack larger than this (default 1 GiB)")
     replay.set_defaults(handler=cmd_sla_replay)
 
     maintenance = with_store(commands.add_parser("maintenance", help="planned maintenance windows"))

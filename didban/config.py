@@ -159,6 +159,8 @@ class AgreementConfig(Strict):
     credit_tiers: list[CreditTierConfig] = Field(default_factory=list)
     month_basis: Literal["nominal_30d", "actual"] = "nominal_30d"
     notice_hours: float = Field(default=72, ge=0)
+    # Below this share of the month covered by results, the month is "insufficient evidence".
+    min_coverage_percent: float = Field(default=90, ge=0, le=100)
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> AgreementConfig:
@@ -330,6 +332,8 @@ class WebConfig(Strict):
 class SlaConfig(Strict):
     # After a Jalali month ends in Tehran, wait this long for late results before closing it.
     close_grace_minutes: float = Field(default=60, ge=0)
+    # A closed month's evidence pack is archived at close and kept this long, whatever raw-result retention is.
+    evidence_retention_years: float = Field(default=5, gt=0)
 
 
 class DidbanConfig(Strict):

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -120,6 +120,9 @@ class Engine:
         self.alerts = alerts
         self.metrics = metrics
         self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
+        self._insufficient_warned: set[str] = set()
+        # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
+        self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
         if alerts is not None:
             self.collector.subscribe(self._on_outage_event)
 
@@ -278,7 +281,7 @@ class Engine:
 
     async def _burn_rate(self, store: Any, now_ms: int) -> int:
         """Only services with an outage in the longest window can be burning their budget."""
-        from didban.settlement import downtime_between
+        from didban.settlement import settle, window_downtime
         from sla_calc.burnrate import BurnRule, BurnWindow, error_budget_ms, firing
         from sla_calc.month import truncate_percent
         from sla_calc.periods import JalaliMonth
@@ -290,28 +293,32 @@ class Engine:
         month = JalaliMonth.containing(now_ms)
         queued = 0
         for service_id, last_ms in list(self._recent_outages.items()):
-            if last_ms < now_ms - longest_ms and service_id not in {o for o in self.collector.open_services()}:
+            if last_ms < now_ms - longest_ms and service_id not in self.collector.open_services():
                 del self._recent_outages[service_id]
                 continue
             service = self.config.service(service_id)
             agreement = self.config.agreement(service.agreement)
             budget = error_budget_ms(agreement.target_percent, month.denominator_ms(agreement.month_basis))
+            # Downtime as the settlement counts it: maintenance announced in time and telecom exclusions removed.
             downtime = {
                 w.hours: await self.collector.run_in_store(
-                    downtime_between, store, service, now_ms - int(w.hours * 3_600_000), now_ms)
+                    window_downtime, self.config, store, service_id, now_ms - int(w.hours * 3_600_000), now_ms)
                 for rule in rules for w in rule.windows
             }
-            for name in firing(rules, downtime, budget):
+            fired = firing(rules, downtime, budget)
+            if not fired:
+                continue
+            settled = await self.collector.run_in_store(settle, self.config, store, month, now_ms, [service_id])
+            figures = settled.figures(service_id)
+            if figures is None:
+                continue  # no agreement in force this month: there is no budget to burn
+            for name in fired:
                 rule = next(r for r in rules if r.name == name)
                 long_window = max(rule.windows, key=lambda w: w.hours)
                 burned = 100 * downtime[long_window.hours] / budget if budget else 100.0
-                month_down = await self.collector.run_in_store(
-                    downtime_between, store, service, month.start_ms(), now_ms)
-                availability = truncate_percent(max(0.0, 100 * (1 - month_down / month.denominator_ms(
-                    agreement.month_basis))))
                 queued += int(await self.alerts.call(
-                    self.alerts.notifier.sla_at_risk, service_id, name, burned, long_window.hours, availability,
-                    agreement.target_percent, now_ms))
+                    self.alerts.notifier.sla_at_risk, service_id, name, burned, long_window.hours,
+                    truncate_percent(figures.availability_percent), agreement.target_percent, now_ms))
         return queued
 
     # -- settlement ------------------------------------------------------------------
@@ -319,7 +326,8 @@ class Engine:
     async def settle_due(self) -> list[str]:
         """Close the months that are due; recheck closed ones for late evidence."""
         from collector.sqlite_store import SqliteStore
-        from didban.settlement import close_month, due_months
+        from didban.settlement import InsufficientEvidence, close_month
+        from sla_calc.closing import due_months
 
         store = self.collector.store
         if not isinstance(store, SqliteStore):
@@ -328,11 +336,20 @@ class Engine:
         grace_ms = int(self.config.sla.close_grace_minutes * 60_000)
         done = []
         for month in due_months(now_ms, grace_ms):
-            outcome = await self.collector.run_in_store(close_month, self.config, store, month, now_ms)
+            try:
+                outcome = await self.collector.run_in_store(close_month, self.config, store, month, now_ms)
+            except InsufficientEvidence as exc:
+                if str(month) not in self._insufficient_warned:  # once per month, not every 15 minutes
+                    self._insufficient_warned.add(str(month))
+                    log.warning("month %s not closed automatically: %s", month, exc)
+                continue
             if outcome.closed_now:
-                log.info("month %s closed: %d credit(s)", month, len(outcome.credits))
+                log.info("month %s closed: %d credit(s), evidence pack %s", month, len(outcome.credits),
+                         outcome.pack_sha256)
                 if self.alerts is not None:
                     await self.alerts.credits(outcome.credits, now_ms)
+                for handler in self.month_closed_handlers:
+                    await handler(str(month))
             for entry in outcome.adjustments:
                 log.warning("month %s: late evidence adjusted %s (%s)", month, entry.service, entry.note)
             done.append(str(month))
@@ -359,6 +376,8 @@ class Engine:
 
     async def compact(self) -> int:
         """Compact raw results older than retention_days into run-length segments."""
+        from collector.sqlite_store import SqliteStore
+
         cutoff_ms = int((self.clock() - timedelta(days=self.config.store.retention_days).total_seconds()) * 1000)
         store = self.collector.store
         removed = 0
@@ -370,4 +389,11 @@ class Engine:
                 )
         if removed:
             log.info("retention: %d raw results compacted into segments", removed)
+        if isinstance(store, SqliteStore):
+            from didban.settlement import purge_old_packs
+
+            purged = await self.collector.run_in_store(purge_old_packs, self.config, store, int(self.clock() * 1000))
+            if purged:
+                log.info("evidence retention: %d archived pack(s) older than %g years removed", purged,
+                         self.config.sla.evidence_retention_years)
         return removed

@@ -3,9 +3,10 @@
 A pack is a folder, or a ``.zip`` / ``.tar.gz`` of one, holding
 ``agreement.json``, ``results.jsonl``, ``maintenance.jsonl``,
 ``exclusions.jsonl`` and ``manifest.json`` (sha256 of each file and of the
-report it produced).  ``replay`` recomputes a month from the pack alone — no
-config, no database — with the same functions the service uses, so an
-exported month replays to identical figures.
+report it produced).  This module is the format: writing a pack and the
+month's computation shared by the service and by ``didban.pack_reader``,
+which verifies a pack and replays it from the pack alone — no config, no
+database — so an exported month replays to identical figures.
 
 Derivation restarts exactly at any non-down result (an up or unknown ends
 every run), so for each (service, location) a pack holds the results from
@@ -17,17 +18,16 @@ derivation of its whole history.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import tarfile
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO, Any
-
-from orjson import loads as _loads  # parses a pack's millions of lines several times faster than json
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from didban.model import (
     AgreementTerms,
@@ -40,11 +40,12 @@ from didban.model import (
     Status,
     iso_utc,
 )
-from sla_calc.derive import Segment, derive_segments
+from sla_calc.derive import Segment
 from sla_calc.month import settle_service
 from sla_calc.periods import JalaliMonth
 
 PACK_FILES = ("agreement.json", "results.jsonl", "maintenance.jsonl", "exclusions.jsonl")
+MANIFEST = "manifest.json"
 _STATUS_BITS = {"up": 0, "down": 1, "unknown": 2}
 
 _BITS_STATUS = (Status.UP, Status.DOWN, Status.UNKNOWN)
@@ -113,6 +114,7 @@ def terms_to_json(terms: AgreementTerms) -> dict[str, Any]:
                 # Only where this service's agreement differs from the pack-wide values above.
                 **({"month_basis": s.month_basis} if s.month_basis else {}),
                 **({"notice_hours": s.notice_hours} if s.notice_hours is not None else {}),
+                "min_coverage_percent": s.min_coverage_percent,
             }
             for s in terms.services
         ],
@@ -133,6 +135,7 @@ def terms_from_json(data: dict[str, Any]) -> AgreementTerms:
                                    for t in s.get("credit_tiers", [])),
                 month_basis=s.get("month_basis"),
                 notice_hours=float(s["notice_hours"]) if "notice_hours" in s else None,
+                min_coverage_percent=float(s.get("min_coverage_percent", 90)),
             )
             for s in data["services"]
         )
@@ -179,35 +182,6 @@ def exclusion_from_json(data: dict[str, Any]) -> Exclusion:
 # -- the month, from results ---------------------------------------------------------------
 
 
-class ResultIndex:
-    """Results of a pack or a store, per (service, location), packed as ``ts << 2 | status``.
-
-    A month of one-second results is 2.6 M entries: one int each instead of a
-    tuple keeps replay well inside its memory budget.
-    """
-
-    def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str], list[int]] = {}
-
-    def add(self, service: str, location: str, ts_ms: int, status: str) -> None:
-        key = (service, location)
-        entries = self._by_key.get(key)
-        if entries is None:
-            entries = self._by_key[key] = []
-        entries.append(ts_ms << 2 | _STATUS_BITS[status])
-
-    def segments(self, terms: ServiceTerms) -> list[list[Segment]]:
-        service = terms.id
-        out = []
-        for (svc, _), entries in sorted(self._by_key.items()):
-            if svc != service:
-                continue
-            entries.sort()
-            out.append(derive_segments(((e >> 2, _BITS_STATUS[e & 3]) for e in entries), terms.interval_ms,
-                                       terms.failure_threshold))
-        return out
-
-
 SegmentSource = Callable[[ServiceTerms], list[list[Segment]]]
 
 
@@ -245,6 +219,7 @@ def service_json(figures: ServiceMonth) -> dict[str, Any]:
         "credit_percent": figures.credit_percent,
         "credit_amount": figures.credit_amount,
         "late_maintenance": [late.id for late in figures.late_maintenance],
+        "evidence_sufficient": figures.evidence_sufficient,
     }
 
 
@@ -256,99 +231,6 @@ def report_json(report: MonthReport) -> dict[str, Any]:
         "denominator_minutes": report.denominator_ms / 60_000,
         "services": [service_json(s) for s in report.services],
     }
-
-
-# -- reading a pack --------------------------------------------------------------------------
-
-
-class _Pack:
-    """Opens the members of a folder, .zip or .tar.gz pack by name."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._zip: zipfile.ZipFile | None = None
-        self._tar: tarfile.TarFile | None = None
-        self._prefix = ""
-        if path.is_dir():
-            return
-        name = path.name.lower()
-        try:
-            if name.endswith(".zip"):
-                self._zip = zipfile.ZipFile(path)
-                names = self._zip.namelist()
-            elif name.endswith((".tar.gz", ".tgz")):
-                self._tar = tarfile.open(path, "r:gz")
-                names = self._tar.getnames()
-            else:
-                raise BadPack(f"{path}: expected a folder, a .zip or a .tar.gz")
-        except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
-            raise BadPack(f"{path}: cannot open the pack ({exc})") from None
-        agreement = next((n for n in names if n.endswith("agreement.json")), None)
-        if agreement is None:
-            raise BadPack(f"{path}: no agreement.json inside")
-        self._prefix = agreement[: -len("agreement.json")]
-
-    def open(self, member: str) -> IO[bytes] | None:
-        if self._zip is not None:
-            try:
-                return self._zip.open(self._prefix + member)
-            except KeyError:
-                return None
-        if self._tar is not None:
-            try:
-                return self._tar.extractfile(self._prefix + member)
-            except KeyError:
-                return None
-        file = self.path / member
-        return file.open("rb") if file.exists() else None
-
-
-def _lines(handle: IO[bytes] | None, member: str) -> Iterator[dict[str, Any]]:
-    if handle is None:
-        return
-    with handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                line = _loads(raw)
-            except ValueError:
-                if not raw.strip():
-                    continue
-                raise BadPack(f"{member}:{number}: not a JSON object") from None
-            if not isinstance(line, dict):
-                raise BadPack(f"{member}:{number}: expected a JSON object")
-            yield line
-
-
-def replay(path: str | Path, month_text: str) -> dict[str, Any]:
-    """``didban sla replay``: the month's figures from the pack alone."""
-    pack = _Pack(Path(path))
-    month = JalaliMonth.parse(month_text)
-    agreement = pack.open("agreement.json")
-    if agreement is None:
-        raise BadPack(f"{path}: no agreement.json")
-    with agreement:
-        try:
-            terms = terms_from_json(json.load(agreement))
-        except ValueError as exc:
-            raise BadPack(f"agreement.json: not JSON ({exc})") from None
-    known = {s.id for s in terms.services}
-    index = ResultIndex()
-    high = tail_end(month, terms)
-    for number, line in enumerate(_lines(pack.open("results.jsonl"), "results.jsonl"), 1):
-        try:
-            service = line["service"]
-            ts = parse_ts(line["ts"])
-            status = line["status"]
-            location = line.get("location", "")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadPack(f"results.jsonl:{number}: expected service, ts and status ({exc})") from None
-        if status not in _STATUS_BITS:
-            raise BadPack(f"results.jsonl:{number}: status must be up, down or unknown, got {status!r}")
-        if service in known and ts < high:
-            index.add(service, location, ts, status)
-    maintenance = [maintenance_from_json(m) for m in _lines(pack.open("maintenance.jsonl"), "maintenance.jsonl")]
-    exclusions = [exclusion_from_json(e) for e in _lines(pack.open("exclusions.jsonl"), "exclusions.jsonl")]
-    return report_json(compute_month(month, terms, index.segments, maintenance, exclusions))
 
 
 # -- writing a pack ------------------------------------------------------------------------------
@@ -366,31 +248,34 @@ def _jsonl(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in rows)
 
 
-def pack_files(contents: PackContents, report: dict[str, Any]) -> dict[str, bytes]:
-    """The pack's files, name → bytes; ``report.json`` is the report the pack produced."""
+def evidence_files(contents: PackContents) -> dict[str, bytes]:
+    """The four evidence files of §5, name → bytes (the report and the manifest are added to them)."""
     return {
         "agreement.json": json.dumps(terms_to_json(contents.terms), ensure_ascii=False, indent=2).encode(),
         "results.jsonl": _jsonl(contents.results),
         "maintenance.jsonl": _jsonl(maintenance_to_json(m) for m in contents.maintenance),
         "exclusions.jsonl": _jsonl(exclusion_to_json(e) for e in contents.exclusions),
-        "report.json": json.dumps(report, ensure_ascii=False, indent=2).encode(),
     }
+
+
+def seal(files: dict[str, bytes], report: dict[str, Any]) -> tuple[dict[str, bytes], str]:
+    """Add ``report.json`` and ``manifest.json`` (each file's sha256 and the pack's); return them and the digest."""
+    sealed = {**files, "report.json": json.dumps(report, ensure_ascii=False, indent=2).encode()}
+    each = digests(sealed)
+    digest = pack_digest(each)
+    sealed[MANIFEST] = json.dumps({"files": each, "pack_sha256": digest}, indent=2).encode()
+    return sealed, digest
 
 
 def digests(files: dict[str, bytes]) -> dict[str, str]:
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
-def write_pack(folder: Path, files: dict[str, bytes]) -> str:
-    """Write the files and ``manifest.json`` (their sha256, and the pack's); return the pack digest."""
+def write_pack(folder: Path, files: dict[str, bytes]) -> None:
+    """Write a sealed pack's files into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (folder / name).write_bytes(data)
-    each = digests(files)
-    digest = pack_digest(each)
-    manifest = {"files": each, "pack_sha256": digest}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return digest
 
 
 def pack_digest(digests: dict[str, str]) -> str:
@@ -399,8 +284,24 @@ def pack_digest(digests: dict[str, str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def verify_pack(folder: Path) -> list[str]:
-    """Files whose content no longer matches manifest.json (empty: the pack is intact)."""
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    return [name for name, digest in manifest["files"].items()
-            if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest]
+def archive_bytes(folder_name: str, files: dict[str, bytes]) -> bytes:
+    """A sealed pack as a .tar.gz of one folder, byte-for-byte the same for the same pack."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
+            tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in sorted(files):
+            info = tarfile.TarInfo(f"{folder_name}/{name}")
+            info.size, info.mode, info.mtime = len(files[name]), 0o644, 0
+            archive.addfile(info, io.BytesIO(files[name]))
+    return buffer.getvalue()
+
+
+def unarchive(data: bytes) -> dict[str, bytes]:
+    """The files of an archive made by ``archive_bytes`` (made by Didban itself: regular files only)."""
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            handle = archive.extractfile(member) if member.isreg() else None
+            if handle is not None:
+                files[PurePosixPath(member.name).name] = handle.read()
+    return files

@@ -1,9 +1,13 @@
 """Monthly compliance exports for the inspection office: json, csv, xlsx, pdf, pack.
 
-Every format is rendered from one model (``build_model``) so they can never
-show different figures, and every format carries the sha256 digest of the
-month's evidence pack, from which anyone can re-derive the figures with
-``didban sla replay``.
+Every format is rendered from one model (``build_model``), and the model is
+built from one ``Snapshot``: the figures computed from exactly the evidence
+pack whose digest every format carries.  A closed month's snapshot is the
+pack archived at close, so its exports carry the same digest for years;
+anyone can re-derive the figures with ``didban sla replay``.
+
+Rendering (``render``) is pure — a model in, bytes out — so the service runs
+it in another process, off the event loop that measures.
 """
 
 from __future__ import annotations
@@ -17,40 +21,20 @@ from typing import Any
 
 from collector.sqlite_store import SqliteStore
 from didban.config import DidbanConfig
-from didban.evidence import (
-    PackContents,
-    digests,
-    maintenance_to_json,
-    pack_digest,
-    pack_files,
-    report_json,
-    tail_end,
-    write_pack,
-)
+from didban.evidence import archive_bytes, maintenance_to_json, tail_end, write_pack
 from didban.model import iso_utc
-from didban.settlement import SettledMonth, pack_results
+from didban.settlement import SettledMonth, Snapshot, snapshot
 from didban.timefmt import jalali, persian_digits
 from didban.web.records import WebRecords
 from sla_calc.month import truncate_percent
+from sla_calc.periods import JalaliMonth
 
 FONTS = Path(__file__).resolve().parent / "fonts"
 FORMATS = ("json", "csv", "xlsx", "pdf", "pack")
 
 
-def evidence(config: DidbanConfig, store: SqliteStore, settled: SettledMonth) -> dict[str, bytes]:
-    """The month's evidence pack, as file name → bytes (report included)."""
-    terms = settled.terms.terms
-    start, high = settled.month.start_ms(), tail_end(settled.month, terms)
-    results = (
-        {"service": r.service, "location": r.location, "ts": iso_utc(r.ts_ms), "status": r.status.value,
-         "latency_ms": r.latency_ms, "error": r.error}
-        for r in pack_results(store, settled.month, terms)
-    )
-    contents = PackContents(terms, results, store.maintenance(start, high), store.exclusions(start, high))
-    return pack_files(contents, report_json(settled.report))
-
-
 def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth, digest: str) -> dict[str, Any]:
+    """Everything every format shows, from one settled month (a snapshot's, for exports)."""
     month = settled.month
     report = settled.report
     ledger = store.ledger(str(month))
@@ -78,6 +62,8 @@ def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth,
                 "availability_display": truncate_percent(figures.availability_percent),
                 "target_percent": figures.target_percent,
                 "met": figures.met,
+                "verdict": figures.verdict,
+                "evidence_sufficient": figures.evidence_sufficient,
                 "downtime_minutes": round(figures.downtime_ms / 60_000, 3),
                 "excluded_minutes": round(figures.excluded_ms / 60_000, 3),
                 "exclusion_reasons": list(figures.exclusion_reasons),
@@ -111,6 +97,9 @@ def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth,
         "closed": closed is not None,
         "closed_at": iso_utc(closed[0]) if closed else None,
         "closed_at_jalali": jalali(closed[0]) if closed else None,
+        "as_of": iso_utc(settled.as_of_ms) if settled.as_of_ms is not None else None,
+        "as_of_jalali": jalali(settled.as_of_ms) if settled.as_of_ms is not None else None,
+        "insufficient_evidence": [s.service for s in report.services if not s.evidence_sufficient],
         "agencies": agencies,
         "no_agreement_in_force": settled.terms.not_in_force,
         "maintenance": [maintenance_to_json(m) for m in store.maintenance(low, high)],
@@ -121,7 +110,7 @@ def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth,
 # -- formats ------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("agency", "service", "name_fa", "name_en", "availability_display", "availability_percent",
-               "target_percent", "met", "downtime_minutes", "excluded_minutes", "exclusion_reasons",
+               "target_percent", "verdict", "downtime_minutes", "excluded_minutes", "exclusion_reasons",
                "coverage_percent", "late_maintenance", "credit_percent", "credit_amount", "tracking_codes",
                "fault_receipts", "agreement")
 
@@ -134,7 +123,7 @@ def _flat_rows(model: dict[str, Any]) -> list[dict[str, Any]]:
                 "agency": agency["id"], "service": service["id"], "name_fa": service["name_fa"],
                 "name_en": service["name_en"], "availability_display": service["availability_display"],
                 "availability_percent": service["availability_percent"],
-                "target_percent": service["target_percent"], "met": "yes" if service["met"] else "no",
+                "target_percent": service["target_percent"], "verdict": service["verdict"],
                 "downtime_minutes": service["downtime_minutes"], "excluded_minutes": service["excluded_minutes"],
                 "exclusion_reasons": "; ".join(service["exclusion_reasons"]),
                 "coverage_percent": service["coverage_percent"],
@@ -173,14 +162,15 @@ def to_xlsx(model: dict[str, Any]) -> bytes:
     summary.append(["ماه", model["month"], "از", model["start_jalali"], "تا", model["end_jalali"]])
     summary.append(["evidence pack sha256", model["evidence_pack_sha256"]])
     summary.append([])
-    header = ["agency", "services", "met", "missed", "credits (sum of amounts)"]
+    header = ["agency", "services", "met", "missed", "insufficient evidence", "credits (sum of amounts)"]
     summary.append(header)
     for cell in summary[summary.max_row]:
         cell.font = Font(bold=True)
     for agency in model["agencies"]:
         services = agency["services"]
-        summary.append([agency["name_fa"], len(services), sum(s["met"] for s in services),
-                        sum(not s["met"] for s in services), sum(s["credit_amount"] for s in services)])
+        verdicts = [s["verdict"] for s in services]
+        summary.append([agency["name_fa"], len(services), verdicts.count("met"), verdicts.count("missed"),
+                        verdicts.count("insufficient_evidence"), sum(s["credit_amount"] for s in services)])
     for agency in model["agencies"]:
         sheet = book.create_sheet(agency["id"][:31])
         sheet.sheet_view.rightToLeft = True
@@ -216,19 +206,45 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], bytes]]] = {
 }
 
 
-def export(config: DidbanConfig, store: SqliteStore, settled: SettledMonth, fmt: str, out: Path) -> Path:
-    """Write one export of the month into ``out``; returns the file (or, for a pack, the folder)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    files = evidence(config, store, settled)
-    digest = pack_digest(digests(files))
-    out.mkdir(parents=True, exist_ok=True)
-    if fmt == "pack":
-        folder = out / f"didban-evidence-{settled.month}"
-        write_pack(folder, files)
-        return folder
-    extension, render = RENDERERS[fmt]
-    target = out / f"didban-sla-{settled.month}.{extension}"
-    target.write_bytes(render(build_model(config, store, settled, digest)))
-    return target
+def parse_formats(text: str) -> list[str]:
+    """``pdf``, ``pdf,xlsx,pack`` or ``all`` → the formats, in the order given."""
+    formats = list(FORMATS) if text.strip() == "all" else [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"unknown format {', '.join(unknown) or text!r}: expected one or more of "
+                         f"{', '.join(FORMATS)} (comma-separated), or all")
+    return list(dict.fromkeys(formats))
 
+
+def render(fmt: str, model: dict[str, Any]) -> bytes:
+    """One format's bytes from the model (pure, so it can run in another process)."""
+    return RENDERERS[fmt][1](model)
+
+
+def file_name(month: str, fmt: str) -> str:
+    return f"didban-evidence-{month}" if fmt == "pack" else f"didban-sla-{month}.{RENDERERS[fmt][0]}"
+
+
+def export(config: DidbanConfig, store: SqliteStore, snap: Snapshot, formats: list[str], out: Path,
+           renderer: Callable[[str, dict[str, Any]], bytes] = render) -> list[Path]:
+    """Write the month's exports into ``out``, every format from the one snapshot; return what was written."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_model(config, store, snap.settled, snap.digest)
+    written = []
+    for fmt in formats:
+        target = out / file_name(str(snap.settled.month), fmt)
+        if fmt == "pack":
+            write_pack(target, snap.files)
+        else:
+            target.write_bytes(renderer(fmt, model))
+        written.append(target)
+    return written
+
+
+def export_one(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, fmt: str, now_ms: int,
+               renderer: Callable[[str, dict[str, Any]], bytes] = render) -> tuple[str, bytes, str]:
+    """One format of the month as (file name, bytes, pack digest); a pack comes as a .tar.gz of its folder."""
+    snap = snapshot(config, store, month, now_ms)
+    if fmt == "pack":
+        return f"{snap.folder_name}.tar.gz", archive_bytes(snap.folder_name, snap.files), snap.digest
+    return file_name(str(month), fmt), renderer(fmt, build_model(config, store, snap.settled, snap.digest)), snap.digest

@@ -161,6 +161,8 @@ class ServiceTerms:
     # Set when this service's agreement differs from the pack-wide value.
     month_basis: str | None = None
     notice_hours: float | None = None
+    # Below this coverage a month is "insufficient evidence": neither met nor missed.
+    min_coverage_percent: float = 90.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +210,18 @@ class ServiceMonth:
     late_maintenance: tuple[LateMaintenance, ...] = ()
     outages: tuple[OutageInMonth, ...] = ()
     exclusion_reasons: tuple[str, ...] = ()
+    evidence_sufficient: bool = True
 
     @property
     def coverage_percent(self) -> float:
         return 100.0 * self.covered_ms / self.month_length_ms if self.month_length_ms else 0.0
+
+    @property
+    def verdict(self) -> str:
+        """What people are shown: ``met``, ``missed`` or ``insufficient_evidence`` (never "met" without evidence)."""
+        if not self.evidence_sufficient:
+            return "insufficient_evidence"
+        return "met" if self.met else "missed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +249,4 @@ class Credit:
     kind: str = "credit"  # "credit" | "adjustment"
     adjusts: str | None = None  # the tracking code an adjustment corrects
     note: str = ""
+    pack_sha256: str = ""  # the archived evidence pack the figures come from

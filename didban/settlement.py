@@ -1,29 +1,61 @@
-"""Settling months against the store: month figures, closing, credits, adjustments.
+"""The SLA use cases: the month so far, the closed month, its evidence, closing, the notice rule.
 
-This is the glue between the configuration, the SQLite system of record and
-the pure maths in ``sla_calc``.  The figures of a month are always computed by
-``didban.evidence.compute_month`` from the same window of results an
-evidence pack holds, so a report and the replay of its pack agree.
+This is the one home of every figure Didban shows: the CLI, the API, the
+status page, burn-rate notices, the InfluxDB feed and the exports all call
+these functions, never a copy of them.  It loads evidence from the store and
+hands it to the pure maths in ``sla_calc``.
 
-A closed month is immutable (the store enforces it with triggers).  Closing
-again recomputes the month; when late evidence changed a service's credit,
-an *adjustment* entry referencing the original is added to the ledger, never
-a rewrite.
+- ``settle`` — a month's figures (so far, for a month still running) from the
+  store's materialized segments.
+- ``snapshot`` — the month's evidence pack and the figures computed *from
+  that pack*: for a closed month the pack archived at close (so its exports
+  carry one digest for years, after raw results are gone), otherwise one
+  fresh snapshot that every format of an export is made from.
+- ``close_month`` — closes a month from a snapshot, archives its pack, and
+  refuses a month without sufficient evidence unless told to accept it.
+  Closing again recomputes; changes become ledger adjustments, never rewrites.
+- ``notice`` and ``window_downtime`` — the notice period of the agreement in
+  force, and downtime with qualifying exclusions, for announcements and
+  burn-rate notices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from collector.sqlite_store import SqliteStore
 from didban.config import AgreementConfig, DidbanConfig
-from didban.evidence import compute_month, report_json, tail_end
-from didban.model import AgreementTerms, Credit, CreditTier, MonthReport, ProbeResult, ServiceMonth, ServiceTerms
+from didban.evidence import (
+    PackContents,
+    archive_bytes,
+    compute_month,
+    evidence_files,
+    report_json,
+    seal,
+    tail_end,
+    unarchive,
+)
+from didban.model import (
+    AgreementTerms,
+    Credit,
+    CreditTier,
+    MonthReport,
+    ProbeResult,
+    ServiceMonth,
+    ServiceTerms,
+    iso_utc,
+)
+from didban.pack_reader import compute_files
+from didban.timefmt import jalali
 from didban.tracking import new_code
+from sla_calc.closing import adjustments_needed
 from sla_calc.derive import Segment
+from sla_calc.month import NoticeVerdict, downtime_in, exclusions_for, notice_verdict
 from sla_calc.periods import JalaliMonth
+
+YEAR_MS = 365 * 86_400_000
 
 
 def in_force(agreement: AgreementConfig, month: JalaliMonth) -> bool:
@@ -39,20 +71,23 @@ class MonthTerms:
     agreements: dict[str, AgreementConfig] = field(default_factory=dict)  # service → its agreement
 
 
-def month_terms(config: DidbanConfig, month: JalaliMonth) -> MonthTerms:
-    """The terms each service is held to in ``month``; pack-wide values from the first agreement."""
-    services: list[ServiceTerms] = []
+def month_terms(config: DidbanConfig, month: JalaliMonth, services: Iterable[str] | None = None) -> MonthTerms:
+    """The terms each service (or each of ``services``) is held to in ``month``; pack-wide values from the first."""
+    wanted = set(services) if services is not None else None
+    terms: list[ServiceTerms] = []
     outside: list[str] = []
     by_service: dict[str, AgreementConfig] = {}
     first: AgreementConfig | None = None
     for _, service in config.services():
+        if wanted is not None and service.id not in wanted:
+            continue
         agreement = config.agreement(service.agreement)
         if not in_force(agreement, month):
             outside.append(service.id)
             continue
         first = first or agreement
         by_service[service.id] = agreement
-        services.append(ServiceTerms(
+        terms.append(ServiceTerms(
             id=service.id,
             name=service.name.fa,
             interval_ms=round(service.interval_seconds * 1000),
@@ -62,9 +97,10 @@ def month_terms(config: DidbanConfig, month: JalaliMonth) -> MonthTerms:
             credit_tiers=tuple(CreditTier(t.below, t.credit_percent) for t in agreement.credit_tiers),
             month_basis=agreement.month_basis if agreement.month_basis != first.month_basis else None,
             notice_hours=agreement.notice_hours if agreement.notice_hours != first.notice_hours else None,
+            min_coverage_percent=agreement.min_coverage_percent,
         ))
-    terms = AgreementTerms(
-        services=tuple(services),
+    pack_terms = AgreementTerms(
+        services=tuple(terms),
         month_basis=first.month_basis if first else "nominal_30d",
         notice_hours=first.notice_hours if first else 72.0,
         id=first.id if first else "",
@@ -72,7 +108,7 @@ def month_terms(config: DidbanConfig, month: JalaliMonth) -> MonthTerms:
         valid_from=first.valid_from if first else "",
         valid_until=first.valid_until if first else "",
     )
-    return MonthTerms(terms, outside, by_service)
+    return MonthTerms(pack_terms, outside, by_service)
 
 
 @dataclass
@@ -80,6 +116,7 @@ class SettledMonth:
     month: JalaliMonth
     report: MonthReport
     terms: MonthTerms
+    as_of_ms: int | None = None  # a month still running: judged up to here
 
     def json(self) -> dict[str, Any]:
         """The §5 figures, plus the services that had no agreement in force."""
@@ -91,9 +128,14 @@ class SettledMonth:
         return next((s for s in self.report.services if s.service == service), None)
 
 
-def settle(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int | None = None) -> SettledMonth:
+def _running(month: JalaliMonth, now_ms: int | None) -> int | None:
+    return now_ms if now_ms is not None and now_ms < month.end_ms() else None
+
+
+def settle(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int | None = None,
+           services: Iterable[str] | None = None) -> SettledMonth:
     """The month's figures from the store (``now_ms`` limits a month still running)."""
-    terms = month_terms(config, month)
+    terms = month_terms(config, month, services)
     start, end = month.bounds()
 
     def segments(service: ServiceTerms) -> list[list[Segment]]:
@@ -102,9 +144,10 @@ def settle(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms:
                 for location in store.locations_of(service.id)]
 
     high = tail_end(month, terms.terms)
+    running = _running(month, now_ms)
     report = compute_month(month, terms.terms, segments, store.maintenance(start, high), store.exclusions(start, high),
-                           now_ms=now_ms if now_ms is not None and now_ms < end else None)
-    return SettledMonth(month, report, terms)
+                           now_ms=running)
+    return SettledMonth(month, report, terms, running)
 
 
 def pack_results(store: SqliteStore, month: JalaliMonth, terms: AgreementTerms) -> Iterator[ProbeResult]:
@@ -118,87 +161,154 @@ def pack_results(store: SqliteStore, month: JalaliMonth, terms: AgreementTerms) 
         yield from store.results(service.id, low if low is not None else -(2**62), high)
 
 
+# -- evidence snapshots and archived packs --------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """One month's evidence pack (sealed: report and manifest included) and the figures computed from it."""
+
+    settled: SettledMonth
+    files: dict[str, bytes]
+    digest: str
+    archived: bool  # True: the pack archived when the month was closed
+
+    @property
+    def folder_name(self) -> str:
+        return f"didban-evidence-{self.settled.month}"
+
+
+def fresh_snapshot(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int) -> Snapshot:
+    """Read the month's evidence from the store once, and compute its figures from exactly that evidence."""
+    terms = month_terms(config, month)
+    start, high = month.start_ms(), tail_end(month, terms.terms)
+    results = (
+        {"service": r.service, "location": r.location, "ts": iso_utc(r.ts_ms), "status": r.status.value,
+         "latency_ms": r.latency_ms, "error": r.error}
+        for r in pack_results(store, month, terms.terms)
+    )
+    files = evidence_files(PackContents(terms.terms, results, store.maintenance(start, high),
+                                        store.exclusions(start, high)))
+    running = _running(month, now_ms)
+    report = compute_files(files, month, now_ms=running)
+    sealed, digest = seal(files, report_json(report))
+    return Snapshot(SettledMonth(month, report, terms, running), sealed, digest, archived=False)
+
+
+def snapshot(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int) -> Snapshot:
+    """A closed month's archived pack when there is one; otherwise a fresh snapshot."""
+    digest = store.month_pack(str(month))
+    data = store.archived_pack(digest) if digest else None
+    if data is None:
+        return fresh_snapshot(config, store, month, now_ms)
+    files = unarchive(data)
+    report = compute_files(files, month)
+    return Snapshot(SettledMonth(month, report, month_terms(config, month)), files, digest or "", archived=True)
+
+
+def archive(store: SqliteStore, snap: Snapshot, now_ms: int) -> None:
+    store.archive_pack(snap.digest, str(snap.settled.month), now_ms, archive_bytes(snap.folder_name, snap.files))
+
+
+def purge_old_packs(config: DidbanConfig, store: SqliteStore, now_ms: int) -> int:
+    """Evidence retention (``sla.evidence_retention_years``), independent of raw-result retention."""
+    return store.purge_packs(now_ms - int(config.sla.evidence_retention_years * YEAR_MS))
+
+
+# -- closing ------------------------------------------------------------------------------------------
+
+
+class NotYetEnded(ValueError):
+    pass
+
+
+class InsufficientEvidence(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class CloseOutcome:
     month: str
     closed_now: bool  # False: it was already closed (a no-op unless evidence changed)
     credits: list[Credit]
     adjustments: list[Credit]
+    pack_sha256: str = ""
+    accepted_insufficient: tuple[str, ...] = ()
 
 
-def close_month(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int) -> CloseOutcome:
-    """Close a month: report and at most one credit per service; later, adjustments only."""
+def close_month(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int,
+                accept_insufficient_evidence: bool = False) -> CloseOutcome:
+    """Close a month: report, at most one credit per service and the archived pack; later, adjustments only."""
     end = month.end_ms()
     if now_ms < end:
-        raise ValueError(f"{month} has not ended yet in Tehran; it can be closed from {end} (epoch ms)")
-    settled = settle(config, store, month)
-    report = settled.json()
+        raise NotYetEnded(f"{month} has not ended yet in Tehran; it can be closed from {jalali(end)} Tehran time")
+    if store.month_close(str(month)) is not None:
+        return _adjust(config, store, month, now_ms)
+    snap = fresh_snapshot(config, store, month, now_ms)
+    report = snap.settled.report
+    short = [s for s in report.services if not s.evidence_sufficient]
+    if short and not accept_insufficient_evidence:
+        listed = ", ".join(f"{s.service} ({s.coverage_percent:.2f} % covered)" for s in short)
+        raise InsufficientEvidence(
+            f"{month} has insufficient evidence for {listed}: below the agreement's minimum coverage. "
+            "Closing it anyway is permanent; pass --accept-insufficient-evidence to record that you accept it")
+    data = snap.settled.json()
+    data["pack_sha256"] = snap.digest
+    data["accepted_insufficient_evidence"] = [
+        {"service": s.service, "coverage_percent": s.coverage_percent} for s in short]
     credits = [
         Credit(new_code("CR"), str(month), figures.service, figures.credit_percent, figures.credit_amount,
-               figures.availability_percent, now_ms)
-        for figures in settled.report.services
-        if figures.credit_percent > 0
+               figures.availability_percent, now_ms, pack_sha256=snap.digest)
+        for figures in report.services
+        if figures.credit_percent > 0 and figures.evidence_sufficient
     ]
-    if store.record_close(str(month), now_ms, report, credits):
-        return CloseOutcome(str(month), True, credits, [])
-    return CloseOutcome(str(month), False, [], _adjust(store, settled, now_ms))
+    archive(store, snap, now_ms)
+    if store.record_close(str(month), now_ms, data, credits, snap.digest):
+        return CloseOutcome(str(month), True, credits, [], snap.digest, tuple(s.service for s in short))
+    return _adjust(config, store, month, now_ms)  # closed meanwhile by another process
 
 
-def _adjust(store: SqliteStore, settled: SettledMonth, now_ms: int) -> list[Credit]:
-    """Compare a recomputed closed month with what the ledger holds; record what changed.
-
-    An adjustment carries the service's new availability and credit percent,
-    and as amount the difference to what the ledger already granted.
-    """
-    month = str(settled.month)
-    closed = store.month_close(month)
+def _adjust(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int) -> CloseOutcome:
+    """Recompute a closed month from the store's evidence now; record what changed as adjustments."""
+    closed = store.month_close(str(month))
     assert closed is not None
     recorded = {s["service"]: s["availability_percent"] for s in closed[1]["services"]}
-    ledger = store.ledger(month)
-    adjustments = []
-    for figures in settled.report.services:
-        entries = [e for e in ledger if e.service == figures.service]
-        current: tuple[float, float | None]
-        if entries:
-            current = (entries[-1].credit_percent, entries[-1].availability_percent)
-        else:
-            current = (0.0, recorded.get(figures.service))
-        if (figures.credit_percent, figures.availability_percent) == current:
-            continue
-        original = next((e for e in entries if e.kind == "credit"), None)
-        entry = Credit(
-            new_code("CR"), month, figures.service, figures.credit_percent,
-            figures.credit_amount - sum(e.amount for e in entries), figures.availability_percent, now_ms,
-            kind="adjustment",
-            adjusts=original.tracking_code if original else f"close:{month}",
-            note=(f"late evidence: availability {current[1]} → {figures.availability_percent}; "
-                  f"credit {current[0]}% → {figures.credit_percent}%"),
-        )
+    snap = fresh_snapshot(config, store, month, now_ms)
+    changes = adjustments_needed(str(month), snap.settled.report.services, store.ledger(str(month)), recorded)
+    if changes:
+        archive(store, snap, now_ms)
+    entries = [Credit(new_code("CR"), str(month), c.service, c.credit_percent, c.amount, c.availability_percent,
+                      now_ms, kind="adjustment", adjusts=c.adjusts, note=c.note, pack_sha256=snap.digest)
+               for c in changes]
+    for entry in entries:
         store.add_ledger_entry(entry)
-        adjustments.append(entry)
-    return adjustments
+    return CloseOutcome(str(month), False, [], entries, store.month_pack(str(month)) or "")
 
 
-def due_months(now_ms: int, grace_ms: int, oldest: JalaliMonth | None = None) -> list[JalaliMonth]:
-    """Months that have ended (plus the grace period) by ``now_ms``, most recent first, at most two."""
-    current = JalaliMonth.containing(now_ms)
-    due = []
-    candidate = current.previous()
-    for _ in range(2):
-        if candidate.end_ms() + grace_ms <= now_ms and (oldest is None or candidate >= oldest):
-            due.append(candidate)
-        candidate = candidate.previous()
-    return due
+# -- the notice rule and windows of downtime ------------------------------------------------------
 
 
-def downtime_between(store: SqliteStore, service: Any, start_ms: int, end_ms: int) -> int:
-    """A service's downtime (ms) in [start, end), all locations combined by quorum, nothing excluded."""
-    from sla_calc.derive import quorum_segments
-    from sla_calc.intervals import clip, measure, union
+def required_notice_hours(config: DidbanConfig, services: Iterable[str]) -> float:
+    """The notice period a window must meet: the longest among the agreements of its services."""
+    wanted = set(services)
+    hours = [config.agreement(s.agreement).notice_hours for _, s in config.services()
+             if "*" in wanted or s.id in wanted]
+    return max(hours, default=72.0)
 
+
+def notice(config: DidbanConfig, services: Iterable[str], start_ms: int, announced_at_ms: int) -> NoticeVerdict:
+    """How a maintenance window stands against the notice period (the one use of the rule for people)."""
+    return notice_verdict(start_ms, announced_at_ms, required_notice_hours(config, services))
+
+
+def window_downtime(config: DidbanConfig, store: SqliteStore, service_id: str, start_ms: int, end_ms: int) -> int:
+    """A service's downtime (ms) in [start, end), locations combined by quorum, qualifying exclusions removed."""
+    service = config.service(service_id)
     interval_ms = round(service.interval_seconds * 1000)
     per_location = [store.period_segments(service.id, location, start_ms, end_ms, interval_ms,
                                           service.failure_threshold)
                     for location in store.locations_of(service.id)]
-    combined = quorum_segments([s for s in per_location if s]) if any(per_location) else []
-    return measure(union(clip(((s, e) for s, e, d in combined if d), start_ms, end_ms)))
+    excluded = exclusions_for(service.id, store.maintenance(start_ms, end_ms), store.exclusions(start_ms, end_ms),
+                              config.agreement(service.agreement).notice_hours, (start_ms, end_ms))
+    _, down, excluded_ms = downtime_in(per_location, (start_ms, end_ms), excluded.intervals)
+    return sum(e - s for s, e in down) - excluded_ms

@@ -8,6 +8,7 @@ still running) is an argument.  Exact arithmetic (integer milliseconds and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 from didban.model import (
@@ -34,12 +35,90 @@ def qualifying_maintenance(window: MaintenanceWindow, notice_ms: int) -> bool:
     return not window.cancelled and window.start_ms - window.announced_at_ms >= notice_ms
 
 
+@dataclass(frozen=True, slots=True)
+class NoticeVerdict:
+    """How a maintenance window stands against the notice period of the agreement in force."""
+
+    given_hours: float  # how long before its start it was announced
+    required_hours: float
+
+    @property
+    def meets(self) -> bool:
+        return self.given_hours >= self.required_hours
+
+    @property
+    def hours_short(self) -> float:
+        return max(0.0, self.required_hours - self.given_hours)
+
+
+def notice_verdict(start_ms: int, announced_at_ms: int, required_hours: float) -> NoticeVerdict:
+    """The notice rule (DESIGN.md §3 "Exclusions"), in the one place it is written."""
+    return NoticeVerdict((start_ms - announced_at_ms) / HOUR_MS, required_hours)
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusions:
+    """What excludes downtime for one service: merged intervals, their reasons, and late windows."""
+
+    intervals: list[Interval]
+    reasons: tuple[str, ...]
+    late: tuple[LateMaintenance, ...]
+
+
+def exclusions_for(
+    service: str,
+    maintenance: Sequence[MaintenanceWindow],
+    exclusions: Sequence[Exclusion],
+    notice_hours: float,
+    period: tuple[int, int],
+) -> Exclusions:
+    """Qualifying maintenance (announced in time, not cancelled) and infrastructure exclusions.
+
+    Reasons and late windows are those that overlap ``period``; the intervals
+    are all of them (an outage may start before the period).
+    """
+    start, end = period
+    notice_ms = round(notice_hours * HOUR_MS)
+    excluding: list[Interval] = []
+    reasons: list[str] = []
+    late: list[LateMaintenance] = []
+    for window in maintenance:
+        if not applies(window.services, service) or window.cancelled:
+            continue
+        overlaps = window.start_ms < end and window.end_ms > start
+        if qualifying_maintenance(window, notice_ms):
+            excluding.append((window.start_ms, window.end_ms))
+            if overlaps:
+                reasons.append(f"maintenance {window.id}")
+        elif overlaps:
+            verdict = notice_verdict(window.start_ms, window.announced_at_ms, notice_hours)
+            late.append(LateMaintenance(window.id, round(verdict.hours_short, 3)))
+    for exclusion in exclusions:
+        if applies(exclusion.services, service):
+            excluding.append((exclusion.start_ms, exclusion.end_ms))
+            if exclusion.start_ms < end and exclusion.end_ms > start:
+                reasons.append(f"{exclusion.id}: {exclusion.reason}")
+    return Exclusions(union(excluding), tuple(dict.fromkeys(reasons)), tuple(late))
+
+
 def credit_for(availability: Fraction, tiers: Sequence[CreditTier]) -> float:
     """The tier with the smallest ``below`` that availability (percent, unrounded) is under."""
     for tier in sorted(tiers, key=lambda t: t.below):
         if availability < Fraction(str(tier.below)):
             return tier.credit_percent
     return 0.0
+
+
+def downtime_in(
+    per_location: Sequence[Sequence[Segment]], period: tuple[int, int], excluded: list[Interval],
+    quorum: float = 0.5,
+) -> tuple[list[Interval], list[Interval], int]:
+    """(covered, down, excluded ms) of the locations combined by quorum, inside ``period``."""
+    start, end = period
+    combined = quorum_segments([list(s) for s in per_location if s], quorum) if any(per_location) else []
+    covered = union(clip(((s, e) for s, e, _ in combined), start, end))
+    down = union(clip(((s, e) for s, e, d in combined if d), start, end))
+    return covered, down, measure(intersection(down, excluded))
 
 
 def settle_service(
@@ -54,57 +133,42 @@ def settle_service(
     quorum: float = 0.5,
 ) -> ServiceMonth:
     start, end = month
-    # A month still running is judged on what has happened so far.
+    # A month still running is judged on what has happened so far, coverage included.
     horizon = min(end, now_ms) if now_ms is not None else end
-    combined = quorum_segments([list(s) for s in per_location if s], quorum) if any(per_location) else []
-    in_month = clip(((s, e) for s, e, _ in combined), start, horizon)
-    down = union(clip(((s, e) for s, e, d in combined if d), start, horizon))
-
-    notice_ms = round(notice_hours * HOUR_MS)
-    excluding: list[Interval] = []
-    reasons: list[str] = []
-    late: list[LateMaintenance] = []
-    for window in maintenance:
-        if not applies(window.services, terms.id) or window.cancelled:
-            continue
-        overlaps_month = window.start_ms < end and window.end_ms > start
-        if qualifying_maintenance(window, notice_ms):
-            excluding.append((window.start_ms, window.end_ms))
-            if overlaps_month:
-                reasons.append(f"maintenance {window.id}")
-        elif overlaps_month:
-            short = (notice_ms - (window.start_ms - window.announced_at_ms)) / HOUR_MS
-            late.append(LateMaintenance(window.id, round(short, 3)))
-    for exclusion in exclusions:
-        if applies(exclusion.services, terms.id):
-            excluding.append((exclusion.start_ms, exclusion.end_ms))
-            if exclusion.start_ms < end and exclusion.end_ms > start:
-                reasons.append(f"{exclusion.id}: {exclusion.reason}")
-    excluded_union = union(excluding)
-
-    excluded_ms = measure(intersection(down, excluded_union))
+    excluding = exclusions_for(terms.id, maintenance, exclusions, notice_hours, month)
+    covered, down, excluded_ms = downtime_in(per_location, (start, horizon), excluding.intervals, quorum)
     downtime_ms = measure(down) - excluded_ms
     availability = max(Fraction(0), 1 - Fraction(downtime_ms, denominator_ms)) * 100
     target = Fraction(str(terms.target_percent))
     credit_percent = credit_for(availability, terms.credit_tiers)
     outages = tuple(
-        OutageInMonth(s, e, measure(intersection([(s, e)], excluded_union))) for s, e in down
+        OutageInMonth(s, e, measure(intersection([(s, e)], excluding.intervals))) for s, e in down
     )
+    elapsed = max(0, horizon - start)
+    covered_ms = measure(covered)
     return ServiceMonth(
         service=terms.id,
         availability_percent=float(availability),
         downtime_ms=downtime_ms,
         excluded_ms=excluded_ms,
-        covered_ms=measure(in_month),
-        month_length_ms=end - start,
+        covered_ms=covered_ms,
+        month_length_ms=elapsed,
         target_percent=terms.target_percent,
         met=availability >= target,
         credit_percent=credit_percent,
         credit_amount=float(Fraction(str(credit_percent)) / 100 * Fraction(str(terms.monthly_base))),
-        late_maintenance=tuple(late),
+        late_maintenance=excluding.late,
         outages=outages,
-        exclusion_reasons=tuple(dict.fromkeys(reasons)),
+        exclusion_reasons=excluding.reasons,
+        evidence_sufficient=evidence_sufficient(covered_ms, elapsed, terms.min_coverage_percent),
     )
+
+
+def evidence_sufficient(covered_ms: int, length_ms: int, min_coverage_percent: float) -> bool:
+    """Coverage (exact) against the agreement's minimum; an empty period has no evidence."""
+    if length_ms <= 0:
+        return False
+    return Fraction(covered_ms * 100, length_ms) >= Fraction(str(min_coverage_percent))
 
 
 def truncate_percent(value: float, decimals: int = 2) -> str:

@@ -19,11 +19,12 @@ import pytest
 from collector.sqlite_store import SqliteStore
 from collector.store import Batch
 from didban.config import DidbanConfig
-from didban.evidence import replay, verify_pack
 from didban.exports import export
 from didban.model import Exclusion, MaintenanceWindow, ProbeResult, Status
-from didban.settlement import close_month, due_months, settle
+from didban.pack_reader import replay
+from didban.settlement import close_month, settle, snapshot
 from didban.tracking import is_valid
+from sla_calc.closing import due_months
 from sla_calc.periods import JalaliMonth
 from tests.conftest import ARTIFACTS, make_config
 
@@ -53,6 +54,14 @@ def fill(store: SqliteStore, service: str, downs: list[tuple[int, int]] = (), lo
         results.append(ProbeResult(service, location, START + minute * MIN, Status.DOWN if down else Status.UP,
                                    20.0, "http_status" if down else None))
     store.write(Batch(results=results))
+
+
+AFTER = END + 2 * 3_600_000  # the month has ended
+
+
+def export_as(store: SqliteStore, fmt: str, out: Path) -> Path:
+    [written] = export(config(), store, snapshot(config(), store, MONTH, AFTER), [fmt], out)
+    return written
 
 
 @pytest.fixture
@@ -89,7 +98,7 @@ def test_an_exported_pack_replays_to_the_report_it_came_with(store: SqliteStore,
                                             START + 5000 * MIN - 10 * 60 * MIN))
     store.add_exclusion(Exclusion("EX-1", ("*",), START + 700 * MIN, START + 750 * MIN, "national link down"), 0)
     settled = settle(config(), store, MONTH)
-    folder = export(config(), store, settled, "pack", tmp_path)
+    folder = export_as(store, "pack", tmp_path)
     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     assert report == {k: v for k, v in settled.json().items() if k != "no_agreement_in_force"}
     pack: Path = folder
@@ -103,6 +112,7 @@ def test_an_exported_pack_replays_to_the_report_it_came_with(store: SqliteStore,
         with tarfile.open(pack, "w:gz") as archive:
             archive.add(folder, arcname=folder.name)
     replayed = replay(pack, str(MONTH))
+    assert replayed.pop("verified") is True
     assert replayed == report
     portal = replayed["services"][0]
     assert portal["service"] == "portal" and portal["late_maintenance"] == ["MW-LATE"]
@@ -110,32 +120,26 @@ def test_an_exported_pack_replays_to_the_report_it_came_with(store: SqliteStore,
 
 
 def test_replay_output_follows_the_contract(store: SqliteStore, tmp_path: Path) -> None:
-    folder = export(config(), store, settle(config(), store, MONTH), "pack", tmp_path)
+    folder = export_as(store, "pack", tmp_path)
     done = subprocess.run([sys.executable, "-m", "didban.cli", "sla", "replay", str(folder), "--month", "1403-07"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert list(data) == ["month", "start", "end", "denominator_minutes", "services"]
+    assert list(data) == ["month", "start", "end", "denominator_minutes", "services", "verified"]
+    assert data["verified"] is True
     assert data["start"] == "2024-09-21T20:30:00Z" and data["end"] == "2024-10-21T20:30:00Z"
     assert data["denominator_minutes"] == 43200.0
     assert list(data["services"][0]) == ["service", "availability_percent", "downtime_minutes", "excluded_minutes",
                                          "coverage_percent", "target_percent", "met", "credit_percent",
-                                         "credit_amount", "late_maintenance"]
+                                         "credit_amount", "late_maintenance", "evidence_sufficient"]
     assert data["services"][0]["availability_percent"] == 100 * (1 - 300 / 43200)
-
-
-def test_tampering_with_a_pack_shows(store: SqliteStore, tmp_path: Path) -> None:
-    folder = export(config(), store, settle(config(), store, MONTH), "pack", tmp_path)
-    assert verify_pack(folder) == []
-    results = folder / "results.jsonl"
-    results.write_text(results.read_text(encoding="utf-8").replace('"down"', '"up"'), encoding="utf-8")
-    assert verify_pack(folder) == ["results.jsonl"]
 
 
 def test_replay_of_a_broken_pack_names_the_problem(tmp_path: Path) -> None:
     (tmp_path / "agreement.json").write_text('{"services": [{"id": "x"}]}', encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "didban.cli", "sla", "replay", str(tmp_path), "--month", "1403-07"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    (tmp_path / "results.jsonl").write_text("", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "didban.cli", "sla", "replay", str(tmp_path), "--month", "1403-07",
+                           "--no-verify"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "agreement.json" in done.stderr
 
@@ -153,6 +157,53 @@ def test_closing_issues_one_credit_per_service_and_is_idempotent(store: SqliteSt
 def test_a_month_cannot_be_closed_before_it_ends(store: SqliteStore) -> None:
     with pytest.raises(ValueError, match="has not ended"):
         close_month(config(), store, MONTH, END - 1)
+
+
+def test_a_month_without_sufficient_evidence_is_not_met_and_needs_acceptance_to_close(db_path: Path) -> None:
+    thin = SqliteStore(db_path)
+    fill(thin, "portal", first=0, last=3000)  # about two days of a 30-day month, all up
+    fill(thin, "dispatch")
+    portal = settle(config(), thin, MONTH).figures("portal")
+    assert portal is not None and portal.met and not portal.evidence_sufficient  # §5's met; not shown as met
+    assert portal.verdict == "insufficient_evidence"
+    with pytest.raises(ValueError, match="insufficient evidence for portal"):
+        close_month(config(), thin, MONTH, AFTER)
+    assert thin.month_close(str(MONTH)) is None
+    outcome = close_month(config(), thin, MONTH, AFTER, accept_insufficient_evidence=True)
+    assert outcome.closed_now and outcome.accepted_insufficient == ("portal",)
+    closed = thin.month_close(str(MONTH))
+    assert closed is not None
+    assert [a["service"] for a in closed[1]["accepted_insufficient_evidence"]] == ["portal"]
+    thin.close()
+
+
+def test_a_closed_month_exports_from_its_archived_pack_after_raw_results_are_gone(
+        store: SqliteStore, tmp_path: Path) -> None:
+    outcome = close_month(config(), store, MONTH, AFTER)
+    closed = store.month_close(str(MONTH))
+    assert closed is not None and len(outcome.pack_sha256) == 64
+    assert outcome.credits[0].pack_sha256 == outcome.pack_sha256 == store.month_pack(str(MONTH))
+    for service in NAMES:  # retention drops every raw result of the month
+        store.compact(service, "tabriz", END + 10 * 86_400_000, INTERVAL, 2)
+    assert store.results("portal", START, END) == []
+    later = END + 400 * 86_400_000
+    snap = snapshot(config(), store, MONTH, later)
+    assert snap.archived and snap.digest == outcome.pack_sha256
+    written = export(config(), store, snap, ["pack", "json", "csv"], tmp_path)
+    assert json.loads(written[1].read_text(encoding="utf-8"))["evidence_pack_sha256"] == outcome.pack_sha256
+    assert outcome.pack_sha256 in written[2].read_text(encoding="utf-8-sig")
+    replayed = replay(written[0], str(MONTH))
+    assert replayed["services"] == closed[1]["services"]
+
+
+def test_every_format_of_one_export_carries_the_same_digest(store: SqliteStore, tmp_path: Path) -> None:
+    snap = snapshot(config(), store, MONTH, AFTER)
+    pack, model, table = export(config(), store, snap, ["pack", "json", "csv"], tmp_path)
+    manifest = json.loads((pack / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["pack_sha256"] == snap.digest
+    assert json.loads(model.read_text(encoding="utf-8"))["evidence_pack_sha256"] == snap.digest
+    assert snap.digest in table.read_text(encoding="utf-8-sig")
+    assert snapshot(config(), store, MONTH, AFTER + 60_000).digest == snap.digest  # same evidence, same digest
 
 
 def test_a_closed_month_is_immutable(store: SqliteStore, db_path: Path) -> None:
@@ -201,11 +252,11 @@ async def test_the_engine_closes_due_months_by_itself(store: SqliteStore) -> Non
 
 
 def test_csv_export_has_a_bom_and_persian_names(store: SqliteStore, tmp_path: Path) -> None:
-    path = export(config(), store, settle(config(), store, MONTH), "csv", tmp_path)
+    path = export_as(store, "csv", tmp_path)
     data = path.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
-    assert rows[0]["name_fa"] == NAMES["portal"] and rows[0]["met"] == "no"
+    assert rows[0]["name_fa"] == NAMES["portal"] and rows[0]["verdict"] == "missed"
     assert rows[0]["availability_display"] == "99.30"  # 99.305…, truncated
     assert "evidence pack sha256" in data.decode("utf-8-sig")
 
@@ -213,7 +264,7 @@ def test_csv_export_has_a_bom_and_persian_names(store: SqliteStore, tmp_path: Pa
 def test_xlsx_export_has_a_summary_and_a_sheet_per_agency(store: SqliteStore, tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
-    path = export(config(), store, settle(config(), store, MONTH), "xlsx", tmp_path)
+    path = export_as(store, "xlsx", tmp_path)
     book = load_workbook(path)
     assert book.sheetnames == ["summary", "agency"]
     sheet = book["agency"]
@@ -222,7 +273,7 @@ def test_xlsx_export_has_a_summary_and_a_sheet_per_agency(store: SqliteStore, tm
 
 
 def test_json_export_carries_the_details(store: SqliteStore, tmp_path: Path) -> None:
-    path = export(config(), store, settle(config(), store, MONTH), "json", tmp_path)
+    path = export_as(store, "json", tmp_path)
     model = json.loads(path.read_text(encoding="utf-8"))
     portal = model["agencies"][0]["services"][0]
     assert portal["outages"][0]["minutes"] == 300 and portal["outages"][0]["start_jalali"].startswith("1403/07/01")
@@ -232,14 +283,13 @@ def test_json_export_carries_the_details(store: SqliteStore, tmp_path: Path) -> 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils is installed by scripts/test.sh")
 def test_pdf_export_is_persian_rtl_with_the_digest_on_every_page(store: SqliteStore, tmp_path: Path) -> None:
     close_month(config(), store, MONTH, END + 1)
-    path = export(config(), store, settle(config(), store, MONTH), "pdf", tmp_path)
+    path = export_as(store, "pdf", tmp_path)
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True,
                           timeout=60, check=True).stdout
     for name in NAMES.values():
         assert name in text, f"{name} not found in logical order"
     assert "۱۴۰۳" in text  # Jalali year in Persian digits
-    digest = json.loads(export(config(), store, settle(config(), store, MONTH), "json", tmp_path)
-                        .read_text(encoding="utf-8"))["evidence_pack_sha256"]
+    digest = json.loads(export_as(store, "json", tmp_path).read_text(encoding="utf-8"))["evidence_pack_sha256"]
     pages = text.split("\f")
     assert all(digest in page for page in pages if page.strip())
     ARTIFACTS.mkdir(exist_ok=True)
@@ -265,7 +315,8 @@ def test_cli_month_close_credits_and_export(store: SqliteStore, db_path: Path, t
     ledger = json.loads(didban("sla", "credits", "--month", "1403-07", "--json").stdout)
     assert [(e["service"], e["kind"], e["credit_percent"]) for e in ledger] == [("portal", "credit", 10)]
     exported = didban("sla", "export", "--month", "1403-07", "--format", "csv", "--out", str(tmp_path / "out"))
-    assert exported.returncode == 0 and exported.stdout.strip().endswith(".csv")
+    assert exported.returncode == 0 and exported.stdout.splitlines()[0].endswith(".csv")
+    assert exported.stdout.splitlines()[-1].startswith("evidence pack sha256: ")
     bad = didban("sla", "month", "1403-13")
     assert bad.returncode != 0 and "YYYY-MM" in bad.stderr
 
@@ -337,5 +388,5 @@ def test_retention_compaction_keeps_the_month_and_its_replay(store: SqliteStore,
     removed = sum(store.compact(s, "tabriz", START - 60 * MIN, INTERVAL, 2) for s in NAMES)
     assert removed > 0
     assert figures(store) == before
-    folder = export(config(), store, settle(config(), store, MONTH), "pack", tmp_path)
+    folder = export_as(store, "pack", tmp_path)
     assert replay(folder, str(MONTH))["services"] == json.loads((folder / "report.json").read_text())["services"]

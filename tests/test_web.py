@@ -287,8 +287,13 @@ async def test_exclusions_acks_receipts_credits_and_months(client: TestClient) -
     running = await client.post(f"/api/months/{current}/close", headers=admin)
     assert running.status == 409 and "has not ended" in (await running.json())["error"]
     assert (await client.post("/api/months/1403-13/close", headers=admin)).status == 400
-    closed = await client.post("/api/months/1403-07/close", headers=admin)
-    assert (await closed.json())["closed_now"] is True
+    # 1403-07 has no results at all: never "met", and closing it needs an explicit, recorded acceptance.
+    refused = await client.post("/api/months/1403-07/close", headers=admin)
+    assert refused.status == 409 and "insufficient evidence" in (await refused.json())["error"]
+    closed = await client.post("/api/months/1403-07/close?accept_insufficient_evidence=true", headers=admin)
+    answer = await closed.json()
+    assert answer["closed_now"] is True and len(answer["pack_sha256"]) == 64
+    assert answer["accepted_insufficient_evidence"]
     assert await (await client.get("/api/credits?month=1403-07", headers=viewer)).json() == []
     export = await client.get("/api/months/1403-07/export?format=csv", headers=viewer)
     assert export.status == 200 and (await export.read()).startswith(b"\xef\xbb\xbf")

@@ -10,14 +10,10 @@ closes and the audit log) — and every write is audited.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import tarfile
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
@@ -320,51 +316,75 @@ def _month(request: web.Request) -> Any:
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
-async def close_month(request: web.Request) -> web.Response:
+def _close_job(config: Any, store_path: str, month: Any, now_ms: int, accept: bool) -> Any:
     from didban.settlement import close_month as close
+
+    with SqliteStore(store_path) as store:
+        return close(config, store, month, now_ms, accept_insufficient_evidence=accept)
+
+
+async def close_month(request: web.Request) -> web.Response:
+    from didban.settlement import InsufficientEvidence, NotYetEnded
 
     who = _who(request, "admin")
     month = _month(request)
-    store = _store(request)
+    accept = request.query.get("accept_insufficient_evidence", "false").lower() in ("1", "true", "yes")
+    context = _ctx(request)
     try:
-        outcome = close(_ctx(request).config, store, month, int(time.time() * 1000))
-    except ValueError as exc:
+        outcome = await context.workshop.run(_close_job, context.config, context.store_path, month,
+                                             int(time.time() * 1000), accept)
+    except (NotYetEnded, InsufficientEvidence) as exc:
         raise web.HTTPConflict(text=str(exc)) from None
-    finally:
-        store.close()
     answer = {"month": outcome.month, "closed_now": outcome.closed_now,
               "credits": [c.tracking_code for c in outcome.credits],
-              "adjustments": [a.tracking_code for a in outcome.adjustments]}
+              "adjustments": [a.tracking_code for a in outcome.adjustments],
+              "pack_sha256": outcome.pack_sha256,
+              "accepted_insufficient_evidence": list(outcome.accepted_insufficient)}
     _audited(request, who, 200, answer)
     return web.json_response(answer)
 
 
-async def export_month(request: web.Request) -> web.Response:
-    from didban.exports import FORMATS, export
+def _month_job(config: Any, store_path: str, month: Any, now_ms: int) -> dict[str, Any]:
+    from didban.exports import build_model
     from didban.settlement import settle
+
+    with SqliteStore(store_path) as store:
+        model = build_model(config, store, settle(config, store, month, now_ms=now_ms), digest="")
+    model.pop("evidence_pack_sha256")
+    return model
+
+
+async def month_figures(request: web.Request) -> web.Response:
+    _who(request, "viewer")
+    context = _ctx(request)
+    model = await context.workshop.run(_month_job, context.config, context.store_path, _month(request),
+                                       int(time.time() * 1000))
+    return web.json_response(model)
+
+
+def _export_job(context: Any, month: Any, fmt: str, now_ms: int) -> tuple[str, bytes, str]:
+    from didban.exports import export_one
+
+    with SqliteStore(context.store_path) as store:
+        return export_one(context.config, store, month, fmt, now_ms, renderer=context.workshop.render_blocking)
+
+
+async def export_month(request: web.Request) -> web.Response:
+    from didban.exports import FORMATS
 
     _who(request, "viewer")
     month = _month(request)
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise web.HTTPBadRequest(text=f"format must be one of {', '.join(FORMATS)}")
-    with _store(request) as store:
-        with tempfile.TemporaryDirectory() as tmp:
-            settled = settle(_ctx(request).config, store, month, now_ms=int(time.time() * 1000))
-            written = export(_ctx(request).config, store, settled, fmt, Path(tmp))
-            data = _tar_gz(written) if written.is_dir() else written.read_bytes()
-            name = f"{written.name}.tar.gz" if written.is_dir() else written.name
+    context = _ctx(request)
+    # The workshop serialises exports and renders in another process: the probing loop never waits on them.
+    name, data, digest = await context.workshop.run(_export_job, context, month, fmt, int(time.time() * 1000))
     types = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf", "pack": "application/gzip",
              "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
     return web.Response(body=data, content_type=types[fmt],
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _tar_gz(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.add(folder, arcname=folder.name)
-    return buffer.getvalue()
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "X-Didban-Pack-Sha256": digest})
 
 
 async def audit_log(request: web.Request) -> web.Response:
@@ -437,12 +457,17 @@ ROUTES: list[tuple[str, str, Handler, dict[str, Any]]] = [
                                                                                   "enum": ["ack", "resolve"]}}])),
     ("GET", "/api/credits", credits,
      _operation("The credits ledger", "viewer", params=[_query("month"), _query("service")], ok_type="array")),
+    ("GET", "/api/months/{month}", month_figures,
+     _operation("A month's figures (so far, while it runs)", "viewer",
+                params=[_path_param("month", r"^1[34]\d\d-(0[1-9]|1[0-2])$")])),
     ("POST", "/api/months/{month}/close", close_month,
-     _operation("Close a Jalali month (idempotent)", "admin", params=[_path_param("month", r"^\d{4}-\d{2}$")])),
+     _operation("Close a Jalali month (idempotent); refused below the minimum coverage unless accepted", "admin",
+                params=[_path_param("month", r"^1[34]\d\d-(0[1-9]|1[0-2])$"),
+                        _query("accept_insufficient_evidence", ["true", "false"])])),
     ("GET", "/api/months/{month}/export", export_month,
      _operation("A month's compliance export", "viewer",
-                params=[_path_param("month", r"^\d{4}-\d{2}$"), _query("format", ["json", "csv", "xlsx", "pdf",
-                                                                                   "pack"])], ok_type="file")),
+                params=[_path_param("month", r"^1[34]\d\d-(0[1-9]|1[0-2])$"),
+                        _query("format", ["json", "csv", "xlsx", "pdf", "pack"])], ok_type="file")),
     ("GET", "/api/audit", audit_log, _operation("The audit log of API writes", "admin", ok_type="array")),
 ]
 

@@ -32,6 +32,7 @@ from didban.timefmt import jalali
 from didban.web.i18n import label, numbers
 from didban.web.records import WebRecords
 from didban.web.status import StatusBoard
+from didban.workshop import Workshop
 
 HERE = Path(__file__).resolve().parent
 FONTS = HERE.parent / "fonts"
@@ -75,6 +76,7 @@ class WebContext:
     limiter: RateLimit = field(default_factory=RateLimit)
     pages: dict[tuple[str, str | None, str], tuple[int, bytes, bytes]] = field(default_factory=dict)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    workshop: Workshop = field(default_factory=Workshop)  # heavy work, off the event loop
 
     def __post_init__(self) -> None:
         self.board = StatusBoard(self.config, self.store_path, prerender=self.prerender_agency)
@@ -101,6 +103,7 @@ class WebContext:
             self.page(agency_id, None, lang, version, statuses)
 
     def close(self) -> None:
+        self.workshop.close()
         self.records.close()
         self.subscribers.close()
         self.notifier.outbox.close()
