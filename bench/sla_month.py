@@ -123,7 +123,7 @@ def write_pack(folder: Path, days: int) -> int:
 
 
 def replay_worker(pack: str) -> None:
-    from didban.evidence import replay
+    from didban.pack_reader import replay
 
     t0 = time.perf_counter()
     result = replay(pack, MONTH_TEXT)

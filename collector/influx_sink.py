@@ -15,9 +15,12 @@ Schema (measurement: tags; fields):
   cert_days_left (when the check saw a TLS certificate)
 - ``outage``: agency, service; start_ms, end_ms, duration_s, error, code, open (0/1), excluded_s
   (covered by maintenance announced in time or a telecom exclusion), excluded (0/1: wholly covered)
-- ``sla_month``: agency, service, month; availability, downtime_minutes, target, met (0/1),
-  budget_remaining_percent, credit_percent, closed (0/1), outages — at the month's start time, rewritten as the
-  month goes on, so the last value is the month's figure
+- ``sla_month``: agency, service, month; availability, downtime_minutes, target, met (0/1: met *with*
+  sufficient evidence), verdict, coverage_percent, budget_remaining_percent, credit_percent, closed (0/1),
+  outages — at the month's start time, rewritten every 5 minutes and whenever an outage opens or closes, so
+  the last value is the month's figure.  Availability and budget are truncated to two decimals: Grafana
+  rounds what it displays, and a rounded-up figure must never look compliant.  The figures are the
+  settlement's own (``didban.settlement.settle``), never a copy.
 - ``maintenance``: agency, service; title, end_ms, notice_hours, meets_notice (0/1), cancelled (0/1) —
   at the window's start (Grafana annotations)
 """
@@ -33,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from didban.config import DidbanConfig
+from didban.model import ServiceMonth
+from sla_calc.month import truncate_percent
+from sla_calc.periods import JalaliMonth
 
 log = logging.getLogger("didban.influx")
 _STATUS = ("up", "down", "unknown")
@@ -72,14 +78,22 @@ def outage_line(agency: str, service: str, start_ms: int, end_ms: int | None, er
     return f"outage,agency={_tag(agency)},service={_tag(service)} {','.join(fields)} {start_ms}"
 
 
-def sla_line(agency: str, service: str, month: str, start_ms: int, availability: float, downtime_ms: int,
-             target: float, denominator_ms: int, credit_percent: float, closed: bool, outages: int = 0) -> str:
-    budget_ms = (100 - target) / 100 * denominator_ms
-    remaining = 100 * (1 - downtime_ms / budget_ms) if budget_ms > 0 else 0.0
-    fields = [f"availability={availability}", f"downtime_minutes={downtime_ms / 60_000}", f"target={target}",
-              f"met={1 if availability >= target else 0}i", f"budget_remaining_percent={remaining}",
-              f"credit_percent={credit_percent}", f"closed={1 if closed else 0}i", f"outages={outages}i"]
-    return f"sla_month,agency={_tag(agency)},service={_tag(service)},month={month} {','.join(fields)} {start_ms}"
+def sla_line(agency: str, month: str, start_ms: int, denominator_ms: int, figures: ServiceMonth, closed: bool) -> str:
+    budget_ms = (100 - figures.target_percent) / 100 * denominator_ms
+    remaining = max(-100.0, 100 * (1 - figures.downtime_ms / budget_ms)) if budget_ms > 0 else 0.0
+    fields = [f"availability={truncate_percent(figures.availability_percent)}",
+              f"downtime_minutes={figures.downtime_ms / 60_000}", f"target={figures.target_percent}",
+              f"met={1 if figures.verdict == 'met' else 0}i", f"verdict={_string(figures.verdict)}",
+              f"coverage_percent={truncate_percent(figures.coverage_percent)}",
+              f"budget_remaining_percent={_truncate_signed(remaining)}",
+              f"credit_percent={figures.credit_percent}", f"closed={1 if closed else 0}i",
+              f"outages={len(figures.outages)}i"]
+    return (f"sla_month,agency={_tag(agency)},service={_tag(figures.service)},month={month} "
+            f"{','.join(fields)} {start_ms}")
+
+
+def _truncate_signed(value: float) -> str:
+    return truncate_percent(value) if value >= 0 else "-" + truncate_percent(-value)
 
 
 class InfluxSink:
@@ -92,12 +106,16 @@ class InfluxSink:
         self.failures = 0
         self.store_path = store_path
         self._client: Any = None
+        self._session: Any = None  # aiohttp, for InfluxDB 1.x's own /write
         self._db = sqlite3.connect(store_path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.executescript(SCHEMA)
         self._agency = {service.id: agency.id for agency, service in config.services()}
         self._probe = {service.id: service.probes[0].type for _, service in config.services()}
         self._notice_hours = {service.id: config.agreement(service.agreement).notice_hours
                               for _, service in config.services()}
+        self._config = config
+        self._sla_due = True
+        self._v1: bool | None = None  # None: not known yet whether the server speaks the v2 write API
 
     def position(self, stream: str) -> int:
         row = self._db.execute("SELECT position FROM influx_cursor WHERE stream = ?", (stream,)).fetchone()
@@ -123,8 +141,8 @@ class InfluxSink:
         """Every outage of the last 400 days, with how much of it qualifying exclusions cover
         (maintenance announced in time, telecom exclusions): few rows, rewritten to update open ones."""
         from collector.sqlite_store import SqliteStore
-        from sla_calc.intervals import intersection, measure, union
-        from sla_calc.month import applies, qualifying_maintenance
+        from sla_calc.intervals import intersection, measure
+        from sla_calc.month import exclusions_for
 
         since = now_ms - 400 * 86_400_000
         with SqliteStore(self.store_path) as store:
@@ -137,10 +155,8 @@ class InfluxSink:
         )
         lines = []
         for service, start, end, error, code in rows:
-            notice_ms = round(self._notice_hours.get(service, 72.0) * 3_600_000)
-            covering = union([(w.start_ms, w.end_ms) for w in windows
-                              if applies(w.services, service) and qualifying_maintenance(w, notice_ms)]
-                             + [(e.start_ms, e.end_ms) for e in exclusions if applies(e.services, service)])
+            covering = exclusions_for(service, windows, exclusions, self._notice_hours.get(service, 72.0),
+                                      (start, end if end is not None else now_ms)).intervals
             excluded = measure(intersection([(start, end if end is not None else now_ms)], covering))
             lines.append(outage_line(self._agency.get(service, ""), service, start, end, error, code, now_ms,
                                      excluded))
@@ -149,61 +165,94 @@ class InfluxSink:
     def _periodic_lines(self, now_ms: int) -> list[str]:
         return self.outage_lines(now_ms) + self.maintenance_lines()
 
-    def maintenance_lines(self, notice_hours: float = 72.0) -> list[str]:
+    def maintenance_lines(self) -> list[str]:
         import json
+
+        from sla_calc.month import notice_verdict
 
         rows = self._db.execute("SELECT id, services, start_ms, end_ms, announced_at_ms, cancelled, title "
                                 "FROM maintenance")
         lines = []
         for ident, services, start, end, announced, cancelled, title in rows:
             names = json.loads(services)
-            notice = (start - announced) / 3_600_000
             for service in (list(self._agency) if "*" in names else names):
-                fields = [f"title={_string(title or ident)}", f"end_ms={end}i", f"notice_hours={notice}",
-                          f"meets_notice={1 if notice >= notice_hours else 0}i", f"cancelled={int(cancelled)}i"]
+                notice = notice_verdict(start, announced, self._notice_hours.get(service, 72.0))
+                fields = [f"title={_string(title or ident)}", f"end_ms={end}i", f"notice_hours={notice.given_hours}",
+                          f"meets_notice={1 if notice.meets else 0}i", f"cancelled={int(cancelled)}i"]
                 lines.append(f"maintenance,agency={_tag(self._agency.get(service, ''))},service={_tag(service)},"
                              f"window={_tag(ident)} {','.join(fields)} {start}")
         return lines
 
-    def sla_lines(self, config: DidbanConfig, now_ms: int) -> list[str]:
-        """The current month so far and the previous one (closed or not), per service."""
+    def sla_lines(self, config: DidbanConfig, now_ms: int, months: Sequence[JalaliMonth] | None = None) -> list[str]:
+        """Per service, the settlement's figures of ``months`` (default: the previous month and this one so far)."""
         from collector.sqlite_store import SqliteStore
         from didban.settlement import settle
-        from sla_calc.periods import JalaliMonth
 
         current = JalaliMonth.containing(now_ms)
         lines = []
         store = SqliteStore(self.store_path)
         try:
-            for month in (current.previous(), current):
+            for month in months or (current.previous(), current):
                 settled = settle(config, store, month, now_ms=now_ms)
                 closed = store.month_close(str(month)) is not None
                 for figures in settled.report.services:
-                    lines.append(sla_line(self._agency.get(figures.service, ""), figures.service, str(month),
-                                          settled.report.start_ms, figures.availability_percent,
-                                          figures.downtime_ms, figures.target_percent,
-                                          settled.report.denominator_ms, figures.credit_percent, closed,
-                                          len(figures.outages)))
+                    lines.append(sla_line(self._agency.get(figures.service, ""), str(month),
+                                          settled.report.start_ms, settled.report.denominator_ms, figures, closed))
         finally:
             store.close()
         return lines
 
+    def request_sla(self) -> None:
+        """An outage opened or closed, or a month closed: rewrite the month figures at the next round."""
+        self._sla_due = True
+
     async def write(self, lines: Sequence[str]) -> None:
+        from influxdb_client.client.exceptions import InfluxDBError
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
         from influxdb_client.domain.write_precision import WritePrecision
 
         if not lines:
             return
+        if self._v1:
+            await self._write_v1(lines)
+            return
         if self._client is None:  # one client (and HTTP session) for the sink's life
             self._client = InfluxDBClientAsync(url=self.url, token=self.token, org=self.org,
                                                timeout=int(self.timeout_s * 1000))
-        await self._client.write_api().write(bucket=self.bucket, org=self.org, record=list(lines),
-                                             write_precision=WritePrecision.MS)
+        try:
+            await self._client.write_api().write(bucket=self.bucket, org=self.org, record=list(lines),
+                                                 write_precision=WritePrecision.MS)
+            self._v1 = False
+        except InfluxDBError as exc:
+            # InfluxDB before 1.8 has no v2 write endpoint (404); speak its own /write instead, from now on.
+            if self._v1 is None and exc.response is not None and getattr(exc.response, "status", None) == 404:
+                log.info("InfluxDB at %s has no v2 write API; writing through its 1.x /write", self.url)
+                self._v1 = True
+                await self._write_v1(lines)
+                return
+            raise
+
+    async def _write_v1(self, lines: Sequence[str]) -> None:
+        import aiohttp
+
+        database, _, retention = self.bucket.partition("/")
+        params = {"db": database, "precision": "ms", **({"rp": retention} if retention else {})}
+        user, sep, password = self.token.partition(":")
+        auth = aiohttp.BasicAuth(user, password) if sep else None
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        async with self._session.post(f"{self.url.rstrip('/')}/write", params=params, auth=auth,
+                                      data="\n".join(lines).encode()) as response:
+            if response.status >= 300:
+                raise OSError(f"InfluxDB /write answered {response.status}: {(await response.text())[:200]}")
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def replicate_once(self) -> int:
         """Write the next batch of results (and the outages); 0 when there is nothing new."""
@@ -216,18 +265,26 @@ class InfluxSink:
             self.written += len(lines)
         return len(lines)
 
-    async def run(self, stop: asyncio.Event, poll_s: float = 1.0, outages_every_s: float = 60.0) -> None:
+    async def run(self, stop: asyncio.Event, poll_s: float = 1.0, outages_every_s: float = 60.0,
+                  sla_every_s: float = 300.0) -> None:
         delay = 1.0
-        next_outages = 0.0
+        next_outages = next_sla = 0.0
         while not stop.is_set():
             try:
                 written = await self.replicate_once()
-                if time.monotonic() >= next_outages:
+                now = time.monotonic()
+                if now >= next_outages or self._sla_due:
                     await self.write(await asyncio.to_thread(self._periodic_lines, int(time.time() * 1000)))
-                    next_outages = time.monotonic() + outages_every_s
+                    next_outages = now + outages_every_s
+                if now >= next_sla or self._sla_due:
+                    self._sla_due = False  # cleared first: a request during the write is served next round
+                    # Settlement reads a month of evidence: a worker thread, never the probing loop.
+                    await self.write(await asyncio.to_thread(self.sla_lines, self._config, int(time.time() * 1000)))
+                    next_sla = now + sla_every_s
                 delay = 1.0
             except Exception as exc:  # InfluxDB down or slow: keep the cursor, try again later
                 self.failures += 1
+                self._sla_due = True
                 log.warning("InfluxDB write failed (%s); the cursor waits, nothing is lost; retrying in %.0f s",
                             type(exc).__name__, delay)
                 written = 0

@@ -28,6 +28,7 @@ LABELS = {
     "budget": {"fa": "باقی‌ماندهٔ بودجهٔ خطا", "en": "Error budget remaining"},
     "outages_month": {"fa": "قطعی‌های این ماه", "en": "Outages this month"},
     "credits_year": {"fa": "اعتبارهای امسال", "en": "Credits this year"},
+    "ends": {"fa": "پایان", "en": "Ends"},
     "maintenance": {"fa": "نگهداری پیش رو", "en": "Upcoming maintenance"},
     "timeline": {"fa": "خط زمانی وضعیت", "en": "State timeline"},
     "latency": {"fa": "تأخیر پاسخ", "en": "Latency"},
@@ -113,17 +114,25 @@ def agency_overview(agency: AgencyConfig, lang: str = "fa", target: float = 99.5
         _panel(3, _label("budget", lang), "bargauge", 12, 6, 12, 8, [_target(
             f'SELECT last("budget_remaining_percent") FROM "sla_month" WHERE {_AGENCY} AND time > now() - 31d '
             f'GROUP BY "service"')],
-            fieldConfig={"defaults": {"unit": "percent", "min": 0, "max": 100}}),
+            fieldConfig={"defaults": {"unit": "percent", "decimals": 2, "min": 0, "max": 100}}),
         # The Jalali month's own count: the last sla_month point of a service is its current month.
         _panel(4, _label("outages_month", lang), "stat", 0, 14, 12, 6, [_target(
             f'SELECT last("outages") FROM "sla_month" WHERE {_AGENCY} AND time > now() - 31d GROUP BY "service"')]),
+        # How many credits were issued: closed months whose credit percent is above zero (one point each).
         _panel(5, _label("credits_year", lang), "stat", 12, 14, 12, 6, [_target(
-            f'SELECT sum("credit_percent") FROM "sla_month" WHERE {_AGENCY} AND "closed" = 1 '
-            f'AND time > now() - 365d GROUP BY "service"')],
-            fieldConfig={"defaults": {"unit": "percent"}}),
+            f'SELECT count("credit_percent") FROM "sla_month" WHERE {_AGENCY} AND "closed" = 1 '
+            f'AND "credit_percent" > 0 AND time > now() - 365d GROUP BY "service"')],
+            fieldConfig={"defaults": {"unit": "none", "decimals": 0}}),
         _panel(6, _label("maintenance", lang), "table", 0, 20, 24, 6, [{
             **_target(f'SELECT "title", "end_ms", "notice_hours", "meets_notice" FROM "maintenance" WHERE {_AGENCY} '
-                      'AND "cancelled" = 0 AND time > now() - 1h AND time < now() + 60d'), "resultFormat": "table"}]),
+                      'AND "cancelled" = 0 AND time > now() - 1h AND time < now() + 60d'), "resultFormat": "table"}],
+            # end_ms is epoch milliseconds: shown as a time in the dashboard's zone (Asia/Tehran), never a number.
+            fieldConfig={"defaults": {}, "overrides": [
+                {"matcher": {"id": "byName", "options": "end_ms"},
+                 "properties": [{"id": "unit", "value": "dateTimeAsIso"},
+                                {"id": "displayName", "value": _label("ends", lang)}]},
+                {"matcher": {"id": "byName", "options": "notice_hours"},
+                 "properties": [{"id": "unit", "value": "h"}, {"id": "decimals", "value": 1}]}]}),
     ]
     variables = [_variable("agency", _label("agency", lang), options=[agency.id])]
     annotations = [{"name": _label("maintenance", lang), "datasource": DATASOURCE, "enable": True,
@@ -175,9 +184,13 @@ def service_detail(agency: AgencyConfig, lang: str = "fa") -> dict[str, Any]:
 def sla_compliance(agency: AgencyConfig, lang: str = "fa") -> dict[str, Any]:
     name = agency.name.fa if lang == "fa" else agency.name.en
     panels = [_panel(1, _label("months", lang), "table", 0, 0, 24, 16, [{
-        **_target(f'SELECT last("availability") AS "availability", last("target") AS "target", last("met") AS "met", '
+        **_target(f'SELECT last("availability") AS "availability", last("target") AS "target", '
+                  f'last("verdict") AS "verdict", last("coverage_percent") AS "coverage", '
                   f'last("credit_percent") AS "credit_percent" FROM "sla_month" WHERE {_AGENCY} AND $timeFilter '
-                  'GROUP BY "service", "month"'), "resultFormat": "table"}])]
+                  'GROUP BY "service", "month"'), "resultFormat": "table"}],
+        fieldConfig={"defaults": {}, "overrides": [
+            {"matcher": {"id": "byName", "options": "availability"},
+             "properties": [{"id": "unit", "value": "percent"}, {"id": "decimals", "value": 2}]}]})]
     variables = [_variable("agency", _label("agency", lang), options=[agency.id])]
     return _dashboard(stable_uid(agency.id, "sla"), f"{name} — {_label('compliance', lang)}", panels, variables,
                       "now-1y", [agency.id])

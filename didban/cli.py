@@ -231,6 +231,9 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
     await engine.start()
     web_runner = await _start_web(config, db_path, engine, metrics) if config.web.enabled else None
     feed = _influx_sink(config, db_path, secrets_file)
+    if feed is not None:  # Grafana's month figures follow every outage and every close
+        engine.collector.subscribe(lambda event: feed.request_sla())
+        engine.month_closed_handlers.append(lambda month: _async(feed.request_sla))
     feed_stop = asyncio.Event()
     feed_task = asyncio.create_task(feed.run(feed_stop)) if feed is not None else None
     started = time.monotonic()
@@ -256,6 +259,10 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
         await engine.stop()
         store.close()
     return EXIT_OK
+
+
+async def _async(call: Any) -> None:
+    call()
 
 
 def _influx_sink(config: DidbanConfig, db_path: str, secrets_file: str | None) -> Any:
@@ -570,31 +577,30 @@ def _services(config: DidbanConfig, text: str) -> tuple[str, ...]:
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
-    from didban.model import MaintenanceWindow
     from didban.timefmt import jalali
-    from didban.tracking import new_code
 
     config = _load(args.config)
     with _store(config, args.db) as store:
         if args.action == "add":
-            now = _now_ms()  # announced now: the server's clock, never backdated
-            window = MaintenanceWindow(new_code("MW"), _services(config, args.services), _instant(args.start),
-                                       _instant(args.end), now)
-            if window.end_ms <= window.start_ms:
-                print("didban maintenance add: --end must be after --start", file=sys.stderr)
-                return EXIT_USAGE
-            notice_h = (window.start_ms - now) / 3_600_000
-            store.add_maintenance(window, args.title)
+            from didban.settlement import BadWindow, announce_maintenance, describe_notice
+
+            notifier = None
             if config.alerting.channels:  # queue the announcement; the running service delivers it
                 from alerting.notifier import Notifier
                 from alerting.outbox import Outbox
                 from alerting.subscribers import Subscribers
 
                 notifier = Notifier(config, Outbox(store.path), Subscribers(store.path))
-                first = next((s for _, s in config.services() if s.id in window.services or "*" in window.services))
-                notifier.maintenance_announced(window, config.agreement(first.agreement).notice_hours, now)
-            rule = "meets the 72-hour notice" if notice_h >= 72 else f"LATE: only {notice_h:.1f} h of notice"
-            print(f"{window.id} announced: {jalali(window.start_ms)} → {jalali(window.end_ms)} Tehran ({rule})")
+            try:
+                announced = announce_maintenance(config, store, _services(config, args.services),
+                                                 _instant(args.start), _instant(args.end), args.title, _now_ms(),
+                                                 notifier)
+            except BadWindow as exc:
+                print(f"didban maintenance add: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            window = announced.window
+            print(f"{window.id} announced: {jalali(window.start_ms)} → {jalali(window.end_ms)} Tehran "
+                  f"({describe_notice(announced.notice)})")
         elif args.action == "cancel":
             if not store.cancel_maintenance(args.id):
                 print(f"didban maintenance cancel: no window {args.id}", file=sys.stderr)

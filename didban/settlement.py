@@ -41,6 +41,7 @@ from didban.model import (
     AgreementTerms,
     Credit,
     CreditTier,
+    MaintenanceWindow,
     MonthReport,
     ProbeResult,
     ServiceMonth,
@@ -312,3 +313,38 @@ def window_downtime(config: DidbanConfig, store: SqliteStore, service_id: str, s
                               config.agreement(service.agreement).notice_hours, (start_ms, end_ms))
     _, down, excluded_ms = downtime_in(per_location, (start_ms, end_ms), excluded.intervals)
     return sum(e - s for s, e in down) - excluded_ms
+
+
+# -- announcing maintenance ----------------------------------------------------------------------
+
+
+class BadWindow(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Announced:
+    window: MaintenanceWindow
+    notice: NoticeVerdict
+
+
+def announce_maintenance(config: DidbanConfig, store: SqliteStore, services: tuple[str, ...], start_ms: int,
+                         end_ms: int, title: str, now_ms: int, notifier: Any = None) -> Announced:
+    """Announce a window now (the server's clock: never backdated) and say how it meets the notice period."""
+    if end_ms <= start_ms:
+        raise BadWindow("end must be after start")
+    if end_ms <= now_ms:
+        raise BadWindow(f"the window already ended ({jalali(end_ms)} Tehran time); announce future work only")
+    window = MaintenanceWindow(new_code("MW"), services, start_ms, end_ms, now_ms)
+    store.add_maintenance(window, title)
+    verdict = notice(config, services, start_ms, now_ms)
+    if notifier is not None:
+        notifier.maintenance_announced(window, verdict.required_hours, now_ms)
+    return Announced(window, verdict)
+
+
+def describe_notice(verdict: NoticeVerdict) -> str:
+    if verdict.meets:
+        return f"meets the {verdict.required_hours:g}-hour notice"
+    return (f"LATE: {verdict.given_hours:.1f} h of notice, {verdict.hours_short:.1f} h short of the "
+            f"{verdict.required_hours:g}-hour notice; its minutes will count as downtime")

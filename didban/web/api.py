@@ -147,11 +147,14 @@ def _ms(moment: Any) -> int:
 
 
 def _window_json(window: MaintenanceWindow, notice_hours: float) -> dict[str, Any]:
-    hours = (window.start_ms - window.announced_at_ms) / 3_600_000
+    from sla_calc.month import notice_verdict
+
+    verdict = notice_verdict(window.start_ms, window.announced_at_ms, notice_hours)
     return {"id": window.id, "services": list(window.services), "start": iso_utc(window.start_ms),
             "end": iso_utc(window.end_ms), "announced_at": iso_utc(window.announced_at_ms),
-            "cancelled": window.cancelled, "notice_hours": round(hours, 2),
-            "meets_notice": hours >= notice_hours and not window.cancelled}
+            "cancelled": window.cancelled, "notice_hours": round(verdict.given_hours, 2),
+            "required_notice_hours": verdict.required_hours, "hours_short": round(verdict.hours_short, 2),
+            "meets_notice": verdict.meets and not window.cancelled}
 
 
 def _exclusion_json(exclusion: Exclusion) -> dict[str, Any]:
@@ -160,10 +163,9 @@ def _exclusion_json(exclusion: Exclusion) -> dict[str, Any]:
 
 
 def _notice_hours(request: web.Request, services: tuple[str, ...]) -> float:
-    config = _ctx(request).config
-    relevant = [config.agreement(s.agreement).notice_hours for _, s in config.services()
-                if "*" in services or s.id in services]
-    return max(relevant, default=72.0)
+    from didban.settlement import required_notice_hours
+
+    return required_notice_hours(_ctx(request).config, services)
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -195,15 +197,18 @@ async def list_maintenance(request: web.Request) -> web.Response:
 async def create_maintenance(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, WindowIn)
+    from didban.settlement import BadWindow, announce_maintenance
+
     services = _services(request, body.services)
-    now = int(time.time() * 1000)  # announced now, by the server's clock: never backdated
-    window = MaintenanceWindow(new_code("MW"), services, _ms(body.start), _ms(body.end), now)
+    context = _ctx(request)
     with _store(request) as store:
-        store.add_maintenance(window, body.title)
-    hours = _notice_hours(request, services)
-    _ctx(request).notifier.maintenance_announced(window, hours, now)
-    _ctx(request).board.invalidate()
-    answer = _window_json(window, hours)
+        try:  # announced now, by the server's clock: never backdated
+            announced = announce_maintenance(context.config, store, services, _ms(body.start), _ms(body.end),
+                                             body.title, int(time.time() * 1000), context.notifier)
+        except BadWindow as exc:
+            raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+    context.board.invalidate()
+    answer = _window_json(announced.window, announced.notice.required_hours)
     _audited(request, who, 201, answer)
     return web.json_response(answer, status=201)
 

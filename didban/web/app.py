@@ -29,7 +29,7 @@ from alerting.subscribers import Subscribers
 from didban.config import DidbanConfig
 from didban.model import ProbeResult, Status
 from didban.timefmt import jalali
-from didban.web.i18n import label, numbers
+from didban.web.i18n import elapsed, label, numbers
 from didban.web.records import WebRecords
 from didban.web.status import StatusBoard
 from didban.workshop import Workshop
@@ -112,6 +112,7 @@ class WebContext:
 CONTEXT = web.AppKey("context", WebContext)
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
 _TEMPLATES.filters["num"] = numbers
+_TEMPLATES.filters["elapsed"] = elapsed
 
 
 def _lang(request: web.Request) -> str:

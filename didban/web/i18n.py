@@ -20,6 +20,10 @@ LABELS: dict[str, dict[str, str]] = {
     "target": {"fa": "هدف", "en": "target"},
     "met": {"fa": "محقق", "en": "met"},
     "missed": {"fa": "محقق نشده", "en": "missed"},
+    "insufficient_evidence": {"fa": "شواهد ناکافی", "en": "insufficient evidence"},
+    "no_agreement": {"fa": "بدون توافقنامهٔ معتبر", "en": "no agreement in force"},
+    "coverage": {"fa": "پوشش پایش", "en": "coverage"},
+    "seconds": {"fa": "ثانیه", "en": "s"},
     "days_90": {"fa": "۹۰ روز اخیر", "en": "Last 90 days"},
     "days_ago_90": {"fa": "۹۰ روز پیش", "en": "90 days ago"},
     "today": {"fa": "امروز", "en": "today"},
@@ -31,7 +35,7 @@ LABELS: dict[str, dict[str, str]] = {
     "to": {"fa": "تا", "en": "To"},
     "announced": {"fa": "اعلام", "en": "Announced"},
     "hours_ahead": {"fa": "ساعت پیش از شروع", "en": "hours ahead"},
-    "in_time": {"fa": "به‌موقع (۷۲ ساعت)", "en": "in time (72 h)"},
+    "in_time": {"fa": "به‌موقع", "en": "in time"},
     "late": {"fa": "دیرهنگام: جزو قطعی", "en": "late: counts as downtime"},
     "incidents": {"fa": "رخدادها", "en": "Incidents"},
     "code": {"fa": "کد پیگیری", "en": "Tracking code"},
@@ -91,3 +95,11 @@ def label(key: str, lang: str) -> str:
 def numbers(value: object, lang: str) -> str:
     text = str(value)
     return persian_digits(text) if lang == "fa" else text
+
+
+def elapsed(ms: int, lang: str) -> str:
+    """A duration for people: seconds under a minute, then whole minutes (never "0 min" for a live outage)."""
+    seconds = max(0, ms // 1000)
+    if seconds < 60:
+        return numbers(f"{seconds} {label('seconds', lang)}", lang)
+    return numbers(f"{seconds // 60} {label('minutes', lang)}", lang)

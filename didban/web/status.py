@@ -22,12 +22,13 @@ from markupsafe import Markup, escape
 
 from collector.sqlite_store import SqliteStore
 from didban.config import DidbanConfig, ServiceConfig
-from didban.model import Outage
+from didban.model import Outage, ServiceMonth
+from didban.settlement import settle
 from didban.timefmt import TEHRAN, jalali
 from didban.web.i18n import label, numbers
 from sla_calc.derive import quorum_segments
 from sla_calc.intervals import clip, intersection, measure, union
-from sla_calc.month import truncate_percent
+from sla_calc.month import applies, notice_verdict, truncate_percent
 from sla_calc.periods import JalaliMonth
 
 DAY_MS = 86_400_000
@@ -53,6 +54,8 @@ class ServiceStatus:
     month_availability_exact: float
     target: float
     met: bool
+    verdict: str  # met | missed | insufficient_evidence | no_agreement (none in force this month)
+    coverage: float  # percent of the month so far covered by results
     days: list[DayBar] = field(default_factory=list)
     bars_html: dict[str, Markup] = field(default_factory=dict)  # the 90-day strip, rendered per language
     incidents: list[dict[str, Any]] = field(default_factory=list)
@@ -155,11 +158,16 @@ class StatusBoard:
         store = SqliteStore(self.store_path)
         try:
             states = store.states()
-            return [self._service(store, service, states.get(service.id), now_ms) for service in agency.services]
+            # The month so far comes from the settlement itself: the same figure as every report and export.
+            settled = settle(self.config, store, JalaliMonth.containing(now_ms), now_ms,
+                             [service.id for service in agency.services])
+            return [self._service(store, service, states.get(service.id), settled.figures(service.id), now_ms)
+                    for service in agency.services]
         finally:
             store.close()
 
-    def _service(self, store: SqliteStore, service: ServiceConfig, state: Any, now_ms: int) -> ServiceStatus:
+    def _service(self, store: SqliteStore, service: ServiceConfig, state: Any, figures: ServiceMonth | None,
+                 now_ms: int) -> ServiceStatus:
         agreement = self.config.agreement(service.agreement)
         interval_ms = round(service.interval_seconds * 1000)
         midnights = tehran_midnights(now_ms, HISTORY_DAYS)
@@ -177,24 +185,15 @@ class StatusBoard:
             has_data = measure(intersection(covered, [(midnight, end)])) > 0
             days.append(DayBar(jalali(midnight, with_time=False), round(day_down, 1), has_data,
                                _level(day_down, has_data)))
-        maintenance_windows = store.maintenance(month.start_ms(), now_ms + 60 * DAY_MS)
-        # Month to date: maintenance announced in time is excluded, as in the settled month.
-        notice_ms = agreement.notice_hours * 3_600_000
-        excluded = union((w.start_ms, w.end_ms) for w in maintenance_windows
-                         if not w.cancelled and w.start_ms - w.announced_at_ms >= notice_ms
-                         and ("*" in w.services or service.id in w.services))
-        month_down = intersection(down, [(month.start_ms(), now_ms)])
-        downtime = measure(month_down) - measure(intersection(month_down, excluded))
-        denominator = month.denominator_ms(agreement.month_basis)
-        availability = max(0.0, 100 * (1 - downtime / denominator))
+        maintenance_windows = store.maintenance(now_ms, now_ms + 60 * DAY_MS)
         incidents = [self._incident(o, now_ms) for o in reversed(store.outages(service.id, midnights[0], now_ms))]
-        upcoming = [
-            {"id": w.id, "start": jalali(w.start_ms), "end": jalali(w.end_ms),
-             "notice_hours": round((w.start_ms - w.announced_at_ms) / 3_600_000, 1),
-             "in_time": w.start_ms - w.announced_at_ms >= notice_ms}
-            for w in maintenance_windows
-            if not w.cancelled and w.end_ms > now_ms and ("*" in w.services or service.id in w.services)
-        ]
+        upcoming = []
+        for w in maintenance_windows:
+            if w.cancelled or not applies(w.services, service.id):
+                continue
+            verdict = notice_verdict(w.start_ms, w.announced_at_ms, agreement.notice_hours)
+            upcoming.append({"id": w.id, "start": jalali(w.start_ms), "end": jalali(w.end_ms),
+                             "notice_hours": round(verdict.given_hours, 1), "in_time": verdict.meets})
         months = []
         for offset in range(1, 4):
             past = JalaliMonth.containing(month.start_ms() - 1)
@@ -203,23 +202,31 @@ class StatusBoard:
             closed = store.month_close(str(past))
             if closed is None:
                 continue
-            figures = next((s for s in closed[1]["services"] if s["service"] == service.id), None)
-            if figures is not None:
-                months.append({"month": str(past), "availability": truncate_percent(figures["availability_percent"]),
-                               "met": figures["met"], "credit_percent": figures["credit_percent"]})
+            closed_figures = next((s for s in closed[1]["services"] if s["service"] == service.id), None)
+            if closed_figures is not None:
+                sufficient = closed_figures.get("evidence_sufficient", True)
+                months.append({"month": str(past),
+                               "availability": truncate_percent(closed_figures["availability_percent"]),
+                               "verdict": ("met" if closed_figures["met"] else "missed") if sufficient
+                               else "insufficient_evidence",
+                               "credit_percent": closed_figures["credit_percent"]})
         return ServiceStatus(
             bars_html={lang: bars_html(days, lang) for lang in ("fa", "en")},
             id=service.id, name_fa=service.name.fa, name_en=service.name.en,
             state=state.status.value if state and state.status else "no data",
             since=jalali(state.since_ms) if state and state.since_ms else None,
-            month_availability=truncate_percent(availability), month_availability_exact=availability,
-            target=agreement.target_percent, met=availability >= agreement.target_percent,
+            month_availability=truncate_percent(figures.availability_percent) if figures else "—",
+            month_availability_exact=figures.availability_percent if figures else 0.0,
+            target=agreement.target_percent, met=figures is not None and figures.met,
+            verdict=figures.verdict if figures else "no_agreement",
+            coverage=round(figures.coverage_percent, 2) if figures else 0.0,
             days=days, incidents=incidents, maintenance=upcoming, months=months,
         )
 
     @staticmethod
     def _incident(outage: Outage, now_ms: int) -> dict[str, Any]:
         end = outage.end_ms
+        # An ongoing outage shows how long it has lasted so far, in seconds until it reaches a minute.
         return {"code": outage.tracking_code, "start": jalali(outage.start_ms),
                 "end": jalali(end) if end else None, "open": end is None,
-                "minutes": round(((end or now_ms) - outage.start_ms) / 60_000), "error": outage.error}
+                "elapsed_ms": (end or now_ms) - outage.start_ms, "error": outage.error}
