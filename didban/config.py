@@ -110,14 +110,25 @@ class IcmpProbeConfig(Strict):
     host: str = Field(min_length=1)
 
 
+class ResolveProbeConfig(Strict):
+    """Resolve a name through the probes' own resolver (what a ``dns`` canary without a nameserver does)."""
+
+    type: Literal["resolve"]
+    name: str = Field(min_length=1)
+
+
 ProbeConfig = Annotated[
-    HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | TlsProbeConfig | IcmpProbeConfig,
+    HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | TlsProbeConfig | IcmpProbeConfig | ResolveProbeConfig,
     Field(discriminator="type"),
 ]
 
 
 class CanaryConfig(Strict):
-    """A target that should always answer; all of a location's failing = its network is down."""
+    """A target that should always answer; all of a location's failing = its network is down.
+
+    A ``dns`` canary without a nameserver resolves ``name`` through the probes' own resolver: while
+    those fail, the location's ``dns``-class failures are the monitor's, not the agency's.
+    """
 
     id: str = Field(pattern=SLUG)
     type: Literal["http", "tcp", "dns", "icmp"]
@@ -128,7 +139,13 @@ class CanaryConfig(Strict):
     host: str | None = None
     expect_status: list[int] | None = None
 
-    def as_probe(self) -> HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | IcmpProbeConfig:
+    @property
+    def checks_resolver(self) -> bool:
+        return self.type == "dns" and self.nameserver is None
+
+    def as_probe(self) -> HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | IcmpProbeConfig | ResolveProbeConfig:
+        if self.checks_resolver:
+            return ResolveProbeConfig(type="resolve", name=self.name or "")
         fields = self.model_dump(exclude={"id"}, exclude_none=True)
         return _CANARY_PROBE[self.type].model_validate(fields)
 
@@ -228,6 +245,12 @@ class StoreConfig(Strict):
 class SchedulerConfig(Strict):
     max_concurrency: int = Field(default=256, ge=1, le=10_000)
     jitter_seconds: float = Field(default=30, ge=0)
+    # The resolvers the probes use ("IP" or "IP:PORT"); none: the system's resolver.
+    nameservers: list[str] | None = None
+    # The monitor's own trouble: a failed check whose run overlapped an event-loop stall longer than
+    # stall_bound_seconds, or that started more than lag_bound_seconds late, is unknown (probe_overload).
+    stall_bound_seconds: float = Field(default=0.25, gt=0)
+    lag_bound_seconds: float = Field(default=2.0, gt=0)
 
 
 # -- alerting -----------------------------------------------------------------

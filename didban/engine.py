@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -31,6 +32,8 @@ from didban.config import DidbanConfig
 from didban.model import ErrorClass, OutageEvent, ProbeResult, Status
 from probes.base import ProbeContext
 from probes.canary import CanaryGuard
+from probes.loopwatch import LoopWatch
+from probes.resolver import make_resolver
 from probes.runner import CompiledCheck, compile_check, compile_service, run_check
 
 if TYPE_CHECKING:
@@ -69,9 +72,9 @@ class ScheduledCheck:
     anchor: float  # epoch seconds of the first run; runs are anchor + k × interval
 
 
-def make_session(limit: int, keepalive: bool) -> aiohttp.ClientSession:
+def make_session(limit: int, keepalive: bool, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, force_close=not keepalive,
-                                     ttl_dns_cache=300)
+                                     ttl_dns_cache=300, resolver=resolver)
     return aiohttp.ClientSession(
         connector=connector,
         # The runner bounds every check with its own total timeout; aiohttp's
@@ -108,6 +111,7 @@ class Engine:
             queue_size=config.store.queue_size,
         )
         self.lag = LagStats()
+        self.loop_watch = LoopWatch(config.scheduler.stall_bound_seconds)
         self.latest: dict[str, ProbeResult] = {}
         self.checks_run = 0
         self._random = random.Random(seed)
@@ -130,12 +134,18 @@ class Engine:
 
     async def open(self) -> None:
         """Everything but the schedule: HTTP session, canaries, collector."""
-        self._session = make_session(self.config.scheduler.max_concurrency, self.keepalive)
-        self._context = ProbeContext(self._session)
+        scheduler = self.config.scheduler
+        resolver = make_resolver(scheduler.nameservers)
+        self._session = make_session(scheduler.max_concurrency, self.keepalive, resolver)
+        self._context = ProbeContext(self._session, resolver)
         self._canaries = [
             compile_check(f"canary:{c.id}", [c.as_probe()], [], 5.0) for c in self.config.canaries
         ]
-        self.guard = CanaryGuard(self._canaries, self._context, self.location, self.clock)
+        resolver_ids = {f"canary:{c.id}" for c in self.config.canaries if c.checks_resolver}
+        self.guard = CanaryGuard([c for c in self._canaries if c.service not in resolver_ids], self._context,
+                                 self.location, self.clock,
+                                 resolver_canaries=[c for c in self._canaries if c.service in resolver_ids])
+        self.loop_watch.start()
         await self.collector.start()
         if self.alerts is not None:
             await self.alerts.start()
@@ -190,6 +200,7 @@ class Engine:
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=15)
         await self.collector.stop()
+        await self.loop_watch.stop()
         if self.alerts is not None:
             await self.alerts.stop()
         if self._session is not None:
@@ -210,7 +221,7 @@ class Engine:
                 due = job.anchor + math.floor((now - job.anchor) / job.interval_s) * job.interval_s
                 lag = max(0.0, now - due)
                 self.lag.add(lag)
-                result = await self.check(job.check)
+                result = await self.check(job.check, lag)
             self.collector.submit(result)
             if self.metrics is not None:
                 self.metrics.observe_check(result, lag)
@@ -239,21 +250,35 @@ class Engine:
         self.collector.submit(result)
         return result
 
-    async def check(self, check: CompiledCheck) -> ProbeResult:
-        """One check, with the telecom clause applied."""
+    async def check(self, check: CompiledCheck, lag_s: float = 0.0) -> ProbeResult:
+        """One check, with the telecom clause and the monitor's own trouble applied."""
         assert self._session is not None and self.guard is not None
+        started = time.monotonic()
         outcome = await run_check(check, self._context, self.location, self.clock)
         result = outcome.result
-        if result.status is Status.DOWN and not await self.guard.network_ok():
-            result = replace(
-                result,
-                status=Status.UNKNOWN,
-                error=ErrorClass.PROBE_NETWORK.value,
-                detail=f"every canary of {self.location} failed; the check saw: {result.error}",
-            )
+        if result.status is Status.DOWN:
+            result = await self._unless_monitor_trouble(result, started, lag_s)
         self.checks_run += 1
         self.latest[check.service] = result
         return result
+
+    async def _unless_monitor_trouble(self, result: ProbeResult, started: float, lag_s: float) -> ProbeResult:
+        """A failure that the monitor's own state explains is ``unknown``: it proves nothing about the service."""
+        bounds = self.config.scheduler
+        reason, error = None, ErrorClass.PROBE_NETWORK
+        if lag_s > bounds.lag_bound_seconds or self.loop_watch.stalled_during(started):
+            reason, error = (f"the monitor itself stalled or ran {lag_s:.1f}s late during the check",
+                             ErrorClass.PROBE_OVERLOAD)
+        elif not await self.guard.network_ok():  # type: ignore[union-attr]
+            reason = f"every canary of {self.location} failed"
+        elif result.error == ErrorClass.DNS.value and not await self.guard.resolver_ok():  # type: ignore[union-attr]
+            reason = f"every resolver canary of {self.location} failed: the monitor's own resolution is broken"
+        if reason is None:
+            return result
+        if error is ErrorClass.PROBE_OVERLOAD and self.metrics is not None:
+            self.metrics.overload.inc()
+        return replace(result, status=Status.UNKNOWN, error=error.value,
+                       detail=f"{reason}; the check saw: {result.error}: {result.detail}"[:300])
 
     # -- alerting -----------------------------------------------------------------------
 

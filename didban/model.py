@@ -36,6 +36,7 @@ class ErrorClass(StrEnum):
     PROTOCOL = "protocol"
     PROBE_NETWORK = "probe_network"  # the location's own network is down (canaries failed)
     PROBE_CRASH = "probe_crash"
+    PROBE_OVERLOAD = "probe_overload"  # the monitor itself stalled or ran late: its failure proves nothing
 
 
 def ms_to_datetime(ms: int) -> datetime:

@@ -5,7 +5,7 @@ Adding a probe type is one new module and one line here.
 
 from __future__ import annotations
 
-from probes import dns, http, icmp, tcp, tls
+from probes import dns, http, icmp, resolve, tcp, tls
 from probes.base import ProbeFn
 
 PROBES: dict[str, ProbeFn] = {
@@ -14,4 +14,5 @@ PROBES: dict[str, ProbeFn] = {
     "dns": dns.probe,
     "tls": tls.probe,
     "icmp": icmp.probe,
+    "resolve": resolve.probe,
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from didban.model import ErrorClass
 from probes.conditions import CheckFacts
@@ -32,6 +33,8 @@ class ProbeContext:
     """Shared, long-lived resources a probe may use."""
 
     http: aiohttp.ClientSession
+    # The resolver the HTTP session uses (the resolver canaries ask it too).
+    resolver: AbstractResolver | None = None
     # Placeholders the service's conditions use, so a probe can skip work
     # nobody reads (parsing the certificate of every HTTPS check, say).
     wants: frozenset[str] = field(default_factory=frozenset)
@@ -43,7 +46,7 @@ class ProbeContext:
             return self
         variant = self._variants.get(wants)
         if variant is None:
-            variant = self._variants[wants] = ProbeContext(self.http, wants)
+            variant = self._variants[wants] = ProbeContext(self.http, self.resolver, wants)
         return variant
 
 
