@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from didban.metrics import Metrics
 
 log = logging.getLogger("didban.engine")
+_RESOLUTION_ERRORS = (ErrorClass.DNS.value, ErrorClass.TIMEOUT.value)
 # APScheduler logs two INFO lines per job run: at 333 checks/s that is noise and CPU.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -271,7 +272,8 @@ class Engine:
                              ErrorClass.PROBE_OVERLOAD)
         elif not await self.guard.network_ok():  # type: ignore[union-attr]
             reason = f"every canary of {self.location} failed"
-        elif result.error == ErrorClass.DNS.value and not await self.guard.resolver_ok():  # type: ignore[union-attr]
+        # A resolver that does not answer shows as a timeout too when the check's timeout is the shorter.
+        elif result.error in _RESOLUTION_ERRORS and not await self.guard.resolver_ok():  # type: ignore[union-attr]
             reason = f"every resolver canary of {self.location} failed: the monitor's own resolution is broken"
         if reason is None:
             return result
