@@ -258,3 +258,52 @@ def test_compose_file_mounts_what_export_writes() -> None:
     assert didban["environment"]["DIDBAN_INFLUXDB_URL"] == "http://influxdb:8086"
     assert "../config.yaml:/etc/didban/config.yaml:ro" in didban["volumes"]
     assert (ROOT / "deploy/Dockerfile").exists() and (ROOT / "deploy/influxdb-init/dbrp.sh").exists()
+
+
+@pytest.mark.slow
+def test_a_running_didban_feeds_every_panel(influxdb: str, tmp_path: Path) -> None:  # noqa: F811
+    """``didban run`` with the feed on a real InfluxDB: every panel answers, the SLA ones included."""
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    up = free_port()
+    config = tmp_path / "config.yaml"
+    service = """      - id: {id}
+        name: {{fa: "خدمت", en: "{id}"}}
+        agreement: sla
+        interval_seconds: 1
+        timeout_seconds: 1
+        probes: [{{type: tcp, target: "127.0.0.1:{port}"}}]
+"""
+    config.write_text(f"""agreements:
+  - {{id: sla, title: "t", valid_from: "1400-01-01", valid_until: "1410-12-29", target_percent: 99.5}}
+scheduler: {{jitter_seconds: 1}}
+web: {{enabled: false}}
+agencies:
+  - id: agency
+    name: {{fa: "اداره", en: "Agency"}}
+    services:
+{service.format(id="portal", port=up)}{service.format(id="payments", port=free_port())}""", encoding="utf-8")
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", up))  # portal accepts connections; payments is refused
+    try:
+        done = subprocess.run([sys.executable, "-m", "didban.cli", "run", "--config", str(config), "--db",
+                               str(tmp_path / "didban.sqlite"), "--duration", "8"], capture_output=True, text=True,
+                              timeout=90, check=False,
+                              env={**os.environ, "DIDBAN_INFLUXDB_URL": influxdb, "DIDBAN_INFLUXDB_BUCKET": "didban"})
+    finally:
+        listener.close()
+    assert done.returncode == 0, done.stderr
+    may_be_empty = ('FROM "maintenance"', 'last("cert_days_left")', 'count("credit_percent")')
+    for _, dashboard in all_dashboards(load_config(config), "en"):
+        for query in queries(dashboard):
+            answer = influxql(influxdb, substitute(query, "agency", ".*").replace("tabriz", "local"))
+            assert "error" not in answer["results"][0], (query, answer)
+            if not any(fragment in query for fragment in may_be_empty):
+                assert answer["results"][0].get("series"), f"{dashboard['title']}: no data for {query}"
+    month = influxql(influxdb, 'SELECT last("availability"), last("outages") FROM "sla_month" '
+                               "WHERE \"service\" = 'payments'")["results"][0]["series"][0]["values"][0]
+    assert month[1] < 100 and month[2] == 1  # an open outage, already in this month's figures
