@@ -37,14 +37,21 @@ class Alerts:
         """Run a notifier call on its own thread (its SQLite connections never cross threads)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
-    async def start(self) -> None:
+    async def start(self, spawn: Callable[[str, Callable[[], Any]], asyncio.Task[None]] | None = None) -> None:
+        """Run the dispatcher, under a supervisor's ``spawn`` when given (it restarts it when it fails)."""
         self._stop.clear()
-        self._task = asyncio.create_task(self.dispatcher.run(self._stop), name="didban-dispatcher")
+        if spawn is None:
+            self._task = asyncio.create_task(self.dispatcher.run(self._stop), name="didban-dispatcher")
+        else:
+            self._task = spawn("dispatcher", lambda: self.dispatcher.run(self._stop))
 
     async def stop(self) -> None:
         self._stop.set()
         if self._task is not None:
-            await self._task
+            try:
+                await asyncio.wait_for(self._task, 30)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
             self._task = None
         await self.dispatcher.close()
         self._executor.shutdown(wait=True)

@@ -8,21 +8,28 @@ Only after the commit are ``outage_opened`` / ``outage_closed`` published, so
 a notice never announces something the store does not hold.
 
 When the store fails (locked, disk full) the batch is kept and retried with
-backoff; new results wait in the queue.  Only when the queue's bound is hit
-are results dropped, and then they are counted and reported once a minute.
+capped exponential backoff and jitter (one warning per distinct cause per
+minute); new results wait in the queue and, with a ``Journal``, are appended
+to it (fsync'd) so a crash meanwhile loses none of them.  The journal is
+replayed in order, idempotently, at start and when the store returns.  Only
+when the queue's bound is hit are results dropped, and then they are counted
+and reported once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from collector.journal import Journal
 from collector.store import Batch, OutageChange, Store, StoreUnavailable
 from didban.model import Outage, OutageEvent, ProbeResult
 from sla_calc.derive import RunTracker
@@ -60,6 +67,8 @@ class Collector:
         batch_size: int = 2_000,
         flush_seconds: float = 0.25,
         retry_max_seconds: float = 5.0,
+        journal: Journal | None = None,
+        spawn: Callable[[str, Callable[[], Coroutine[Any, Any, None]]], asyncio.Task[None]] | None = None,
     ) -> None:
         self.store = store
         self.policies = policies
@@ -82,6 +91,11 @@ class Collector:
         self._last_drop_report = 0.0
         self._drops_reported = 0
         self.idle = asyncio.Event()
+        self.journal = journal
+        self._journaled = 0  # how many results at the front of the queue are already in the journal
+        self._spawn = spawn or (lambda name, run: asyncio.create_task(run(), name=f"didban-{name}"))
+        self.unavailable_since: float | None = None  # monotonic time the store stopped taking writes
+        self._warned: dict[str, float] = {}  # cause → when it was last logged
 
     # -- wiring --------------------------------------------------------------
 
@@ -97,7 +111,15 @@ class Collector:
                 tracker = RunTracker(policy.interval_ms, policy.failure_threshold, state)
                 self._trackers.setdefault(service, {})[location] = tracker
         self._open = await self.run_in_store(self.store.open_outages)
-        self._task = asyncio.create_task(self._run(), name="didban-collector")
+        if self.journal is not None:
+            waiting = await self.run_in_store(self.journal.read)
+            if waiting:  # results a previous process could not store: first in line, in their order
+                log.warning("replaying %d results from the journal %s", len(waiting), self.journal.path)
+                fresh = await self.run_in_store(self.store.missing, waiting)
+                self._pending.extendleft(reversed(fresh))
+                self._journaled = len(fresh)
+                self.journal.appended = len(waiting)  # cleared once they are all stored
+        self._task = self._spawn("collector", self._run)
 
     async def stop(self) -> None:
         """Write everything that was submitted, then stop."""
@@ -158,8 +180,9 @@ class Collector:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, function, *args)
 
-    async def _take(self) -> list[ProbeResult]:
-        """Wait for results, give a batch time to gather, then take up to batch_size of them."""
+    async def _take(self) -> tuple[list[ProbeResult], bool]:
+        """Wait for results, give a batch time to gather, then take up to batch_size of them
+        (and whether all of them are in the journal already)."""
         while not self._pending:
             self.idle.set()
             self._wake.clear()
@@ -168,15 +191,21 @@ class Collector:
         if len(self._pending) < self._batch_size and not self._stopping:
             await asyncio.sleep(self._flush_seconds)
         take = min(len(self._pending), self._batch_size)
-        return [self._pending.popleft() for _ in range(take)]
+        journaled = take <= self._journaled
+        self._journaled = max(0, self._journaled - take)
+        return [self._pending.popleft() for _ in range(take)], journaled
 
     async def _run(self) -> None:
         while True:
-            items = await self._take()
+            items, journaled = await self._take()
             self._writing = True
             try:
-                batch = self._derive(items)
-                outages = await self._write(batch)
+                try:
+                    batch = self._derive(items)
+                except BaseException:
+                    self._pending.extendleft(reversed(items))  # a failed derivation must not lose the batch
+                    raise
+                outages = await self._write(batch, journaled)
             finally:
                 self._writing = False
             self.stats.written += len(items)
@@ -184,21 +213,62 @@ class Collector:
             for outage in outages:
                 await self._publish(outage)
 
-    async def _write(self, batch: Batch) -> list[Outage]:
+    async def _write(self, batch: Batch, journaled: bool) -> list[Outage]:
         delay = 0.1
         while True:
             try:
-                return await self.run_in_store(self.store.write, batch)
-            except StoreUnavailable as exc:
+                outages = await self.run_in_store(self.store.write, batch)
+            except Exception as exc:  # locked, disk full, a bug: results are delayed, never dropped
                 self.stats.store_errors += 1
-                log.warning("store unavailable (%s); %d results wait, retrying in %.1fs",
-                            exc, len(batch.results) + len(self._pending), delay)
-            except Exception:  # an unexpected store error must delay results, never drop them
-                self.stats.store_errors += 1
-                log.exception("store write failed; %d results wait, retrying in %.1fs",
-                              len(batch.results) + len(self._pending), delay)
-                await asyncio.sleep(delay)
+                if self.unavailable_since is None:
+                    self.unavailable_since = time.monotonic()
+                self._warn(exc, len(batch.results) + len(self._pending))
+                if not journaled:
+                    journaled = await self._journal(batch.results)
+                # Back off with jitter, journaling what keeps arriving meanwhile.
+                until = time.monotonic() + delay * random.uniform(0.5, 1.0)
+                while time.monotonic() < until:
+                    await self._journal_pending()
+                    await asyncio.sleep(min(0.25, max(0.0, until - time.monotonic())))
                 delay = min(delay * 2, self._retry_max)
+                continue
+            if self.unavailable_since is not None:
+                log.warning("store available again after %.0f s; %d results waiting are being written",
+                            time.monotonic() - self.unavailable_since, len(self._pending))
+                self.unavailable_since = None
+                self._warned.clear()
+            if self.journal is not None and self._journaled == 0 and self.journal.appended:
+                await self.run_in_store(self.journal.clear)  # everything journaled is stored now
+            return outages
+
+    def _warn(self, exc: Exception, waiting: int) -> None:
+        cause = str(exc) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - self._warned.get(cause, float("-inf")) < 60:
+            return
+        self._warned[cause] = now
+        log.warning("store unavailable (%s); %d results wait%s, retrying with backoff", cause, waiting,
+                    " in the journal" if self.journal is not None else "",
+                    exc_info=not isinstance(exc, StoreUnavailable))
+
+    async def _journal(self, results: list[ProbeResult]) -> bool:
+        if self.journal is None:
+            return False
+        try:
+            await self.run_in_store(self.journal.append, results)
+        except OSError as exc:
+            log.error("cannot append to the journal %s (%s); waiting results are in memory only",
+                      self.journal.path, exc)
+            return False
+        return True
+
+    async def _journal_pending(self) -> None:
+        """Append the queued results the journal does not hold yet."""
+        if self.journal is None or self._journaled >= len(self._pending):
+            return
+        fresh = list(itertools.islice(self._pending, self._journaled, None))
+        if await self._journal(fresh):
+            self._journaled += len(fresh)
 
     def _derive(self, items: list[ProbeResult]) -> Batch:
         """Advance the online outage state with a batch of results (in time order)."""

@@ -283,13 +283,25 @@ class SqliteStore:
             return []
         rows = self._db.execute(
             "SELECT location, ts_ms, status, latency_ms, error, detail, http_status, cert_days_left FROM results "
-            "WHERE service = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms",
+            "WHERE service = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, location, status",
             (key, start_ms, end_ms),
         )
         return [
             ProbeResult(service, self._location(loc), ts, _CODE_STATUS[st], lat, err, det or "", http, cert)
             for loc, ts, st, lat, err, det, http, cert in rows
         ]
+
+    def missing(self, results: Sequence[ProbeResult]) -> list[ProbeResult]:
+        """Those of ``results`` the store does not hold yet (a journal replayed after a crash is idempotent)."""
+        out = []
+        for result in results:
+            service = self._keys.get(("services", result.service))
+            location = self._keys.get(("locations", result.location))
+            if service is None or location is None or self._db.execute(
+                    "SELECT 1 FROM results WHERE service = ? AND ts_ms = ? AND location = ? AND status = ? LIMIT 1",
+                    (service, result.ts_ms, location, _STATUS_CODE[result.status])).fetchone() is None:
+                out.append(result)
+        return out
 
     def count_results(self) -> int:
         (count,) = self._db.execute("SELECT count(*) FROM results").fetchone()

@@ -53,6 +53,10 @@ class Store(Protocol):
 
     def count_results(self) -> int: ...
 
+    def missing(self, results: Sequence[ProbeResult]) -> list[ProbeResult]:
+        """Those of ``results`` not stored yet (replaying a journal twice stores each result once)."""
+        ...
+
     def outages(
         self, service: str | None = None, start_ms: int | None = None, end_ms: int | None = None
     ) -> list[Outage]: ...

@@ -222,8 +222,12 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
         from alerting.service import Alerts
 
         alerts = Alerts(config, db_path, Secrets.load(secrets_file))
+    from collector.journal import Journal
+
     metrics = Metrics()
-    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics)
+    journal_dir = Path(config.store.journal_dir) if config.store.journal_dir else Path(db_path).parent
+    journal = Journal(journal_dir / f"{Path(db_path).name}.journal")
+    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics, journal=journal)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -235,7 +239,7 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
         engine.collector.subscribe(lambda event: feed.request_sla())
         engine.month_closed_handlers.append(lambda month: _async(feed.request_sla))
     feed_stop = asyncio.Event()
-    feed_task = asyncio.create_task(feed.run(feed_stop)) if feed is not None else None
+    feed_task = engine.supervisor.spawn("feed", lambda: feed.run(feed_stop)) if feed is not None else None
     started = time.monotonic()
     try:
         while not stop.is_set():
@@ -342,7 +346,7 @@ async def _start_web(config: DidbanConfig, db_path: str, engine: Any, metrics: A
 
     from didban.web.app import WebContext, build_app
 
-    context = WebContext(config, db_path, prober=engine.probe_now, ready=lambda: engine.running, metrics=metrics,
+    context = WebContext(config, db_path, prober=engine.probe_now, problems=engine.problems, metrics=metrics,
                          refresh=engine.refresh_gauges)
     runner = web.AppRunner(build_app(context), access_log=None)
     await runner.setup()

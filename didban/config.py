@@ -240,6 +240,10 @@ class StoreConfig(Strict):
     influxdb: InfluxConfig | None = None
     retention_days: int = Field(default=90, ge=1)
     queue_size: int = Field(default=100_000, ge=100)
+    # Where results that cannot reach the store wait, fsync'd (default: next to the SQLite file).
+    journal_dir: str | None = None
+    # After this long without store writes, /readyz answers 503.
+    unavailable_grace_seconds: float = Field(default=30, gt=0)
 
 
 class SchedulerConfig(Strict):

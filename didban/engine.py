@@ -27,9 +27,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.collector import Collector, ServicePolicy
+from collector.journal import Journal
 from collector.store import Store
 from didban.config import DidbanConfig
 from didban.model import ErrorClass, OutageEvent, ProbeResult, Status
+from didban.supervisor import Supervisor
 from probes.base import ProbeContext
 from probes.canary import CanaryGuard
 from probes.loopwatch import LoopWatch
@@ -98,11 +100,13 @@ class Engine:
         seed: int | None = None,
         alerts: Alerts | None = None,
         metrics: Metrics | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.config = config
         self.location = location
         self.clock = clock
         self.keepalive = keepalive
+        self.supervisor = Supervisor(metrics)
         self.collector = Collector(
             store,
             {
@@ -110,6 +114,8 @@ class Engine:
                 for _, s in config.services()
             },
             queue_size=config.store.queue_size,
+            journal=journal,
+            spawn=self.supervisor.spawn,
         )
         self.lag = LagStats()
         self.loop_watch = LoopWatch(config.scheduler.stall_bound_seconds)
@@ -149,7 +155,7 @@ class Engine:
         self.loop_watch.start()
         await self.collector.start()
         if self.alerts is not None:
-            await self.alerts.start()
+            await self.alerts.start(self.supervisor.spawn)
 
     async def start(self) -> None:
         await self.open()
@@ -172,21 +178,22 @@ class Engine:
                 coalesce=True,
                 misfire_grace_time=None,
             )
+        supervised = self.supervisor.job  # a failing job is logged, counted and reported, and runs again next time
         if self._canaries:
-            scheduler.add_job(self.guard.check_now, IntervalTrigger(seconds=30), id="canaries",
+            scheduler.add_job(supervised("canaries", self.guard.check_now), IntervalTrigger(seconds=30), id="canaries",
                               max_instances=1, coalesce=True)
         # Months close once they have ended in Tehran plus the grace period for late results;
         # the same job turns evidence that arrives later into ledger adjustments.
-        scheduler.add_job(self.settle_due, IntervalTrigger(minutes=15), id="settlement", max_instances=1,
-                          coalesce=True)
+        scheduler.add_job(supervised("month-close", self.settle_due), IntervalTrigger(minutes=15), id="settlement",
+                          max_instances=1, coalesce=True)
         if self.alerts is not None:
-            scheduler.add_job(self.alert_tick, IntervalTrigger(minutes=1), id="alerts", max_instances=1,
-                              coalesce=True)
+            scheduler.add_job(supervised("notifier", self.alert_tick), IntervalTrigger(minutes=1), id="alerts",
+                              max_instances=1, coalesce=True)
         # Derived segments are stored as results age, so month figures never re-read a month of results.
-        scheduler.add_job(self.materialize, IntervalTrigger(minutes=30), id="materialize", max_instances=1,
-                          coalesce=True)
+        scheduler.add_job(supervised("materializer", self.materialize), IntervalTrigger(minutes=30), id="materialize",
+                          max_instances=1, coalesce=True)
         # Retention runs at night, Tehran time, when the portals are quiet.
-        scheduler.add_job(self.compact, CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
+        scheduler.add_job(supervised("retention", self.compact), CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
                           id="retention", max_instances=1, coalesce=True)
         scheduler.start()
         self._scheduler = scheduler
@@ -204,6 +211,7 @@ class Engine:
         await self.loop_watch.stop()
         if self.alerts is not None:
             await self.alerts.stop()
+        await self.supervisor.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -232,6 +240,15 @@ class Engine:
     @property
     def running(self) -> bool:
         return self._scheduler is not None and self._scheduler.running
+
+    def problems(self) -> list[str]:
+        """What makes the service not ready: for /readyz, which names each."""
+        found = [] if self.running else ["scheduler not running"]
+        since = self.collector.unavailable_since
+        if since is not None and time.monotonic() - since > self.config.store.unavailable_grace_seconds:
+            found.append(f"store unavailable for {time.monotonic() - since:.0f} s; "
+                         f"{self.collector.pending} results wait")
+        return found + self.supervisor.problems()
 
     def refresh_gauges(self) -> None:
         if self.metrics is not None:

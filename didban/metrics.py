@@ -23,6 +23,8 @@ class Metrics:
         self.dropped = Gauge("didban_results_dropped", "Results dropped because the queue was full",
                              registry=self.registry)
         self.open_outages = Gauge("didban_open_outages", "Outages open now", registry=self.registry)
+        self.task_restarts = Counter("didban_task_restarts", "Failures of supervised background tasks and jobs "
+                                     "(each restarted with backoff)", ["task"], registry=self.registry)
         self.overload = Counter("didban_probe_overload", "Failed checks recorded as unknown because the monitor "
                                 "itself stalled or ran late (probe_overload)", registry=self.registry)
 

@@ -314,7 +314,8 @@ async def test_health_and_readiness(aiohttp_client: Any, db_path: Path) -> None:
     ready = await aiohttp_client(build_app(WebContext(web_config(), str(db_path))))
     assert (await ready.get("/healthz")).status == 200
     assert (await ready.get("/readyz")).status == 200
-    stopped = await aiohttp_client(build_app(WebContext(web_config(), str(db_path), ready=lambda: False)))
+    stopped = await aiohttp_client(build_app(WebContext(web_config(), str(db_path),
+                                                        problems=lambda: ["scheduler not running"])))
     answer = await stopped.get("/readyz")
     assert answer.status == 503 and "scheduler not running" in (await answer.json())["problems"]
 

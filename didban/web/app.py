@@ -66,7 +66,7 @@ class WebContext:
     config: DidbanConfig
     store_path: str
     prober: Prober | None = None  # re-probes a service when a citizen reports a fault
-    ready: Callable[[], bool] = lambda: True
+    problems: Callable[[], list[str]] = list  # what makes the service not ready (named on /readyz)
     metrics: Any = None
     refresh: Callable[[], None] = lambda: None  # brings gauges up to date before /metrics answers
     board: StatusBoard = field(init=False)
@@ -308,8 +308,7 @@ async def readyz(request: web.Request) -> web.Response:
         ctx.records.receipts(0, 1)
     except Exception as exc:  # the store must answer for the service to be ready
         problems.append(f"store: {type(exc).__name__}")
-    if not ctx.ready():
-        problems.append("scheduler not running")
+    problems.extend(ctx.problems())
     return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
 
 

@@ -1,0 +1,99 @@
+"""One small supervisor for every long-lived task and scheduled job.
+
+A background task that dies silently is worse than a crash: the process
+looks alive while notices wait forever.  Under the supervisor a failure is
+logged once with its cause, counted (``didban_task_restarts_total{task}``),
+reported on ``/readyz`` while it lasts, and the task restarts with capped
+exponential backoff and jitter.  A task that has run ``healthy_after_s``
+since its last restart is healthy again.  Scheduled jobs (APScheduler) are
+wrapped the same way: the schedule itself is their retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+log = logging.getLogger("didban.supervisor")
+_T = TypeVar("_T")
+
+
+class Supervisor:
+    def __init__(self, metrics: Any = None, *, initial_s: float = 1.0, max_s: float = 60.0,
+                 healthy_after_s: float = 30.0) -> None:
+        self.metrics = metrics
+        self.initial_s, self.max_s, self.healthy_after_s = initial_s, max_s, healthy_after_s
+        self.failing: dict[str, str] = {}  # task → the cause of its last failure, while it lasts
+        self.restarts: dict[str, int] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def problems(self) -> list[str]:
+        return [f"task {name} failing: {cause}" for name, cause in sorted(self.failing.items())]
+
+    def _failed(self, name: str, exc: BaseException) -> None:
+        cause = f"{type(exc).__name__}: {exc}"[:300]
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        if self.metrics is not None:
+            self.metrics.task_restarts.labels(name).inc()
+        if self.failing.get(name) != cause:  # once per distinct cause, not once per retry
+            log.error("task %s failed (%s); it restarts with backoff", name, cause, exc_info=exc)
+        self.failing[name] = cause
+
+    # -- long-lived tasks ---------------------------------------------------------------
+
+    def spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        """Run ``run()`` until it returns; restart it when it raises."""
+        task = asyncio.create_task(self._keep(name, run), name=f"didban-{name}")
+        self._tasks[name] = task
+        return task
+
+    async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        delay = self.initial_s
+        while True:
+            started = time.monotonic()
+            healthy = asyncio.get_running_loop().call_later(self.healthy_after_s, self.failing.pop, name, None)
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(name, exc)
+            finally:
+                healthy.cancel()
+            if time.monotonic() - started >= self.healthy_after_s:
+                delay = self.initial_s  # it had recovered: a new failure starts the backoff again
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.max_s)
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+
+    # -- scheduled jobs -------------------------------------------------------------------
+
+    def job(self, name: str, run: Callable[[], Awaitable[_T]]) -> Callable[[], Awaitable[_T | None]]:
+        """A scheduled job that logs, counts and reports its failures instead of dying with them."""
+
+        async def supervised() -> _T | None:
+            try:
+                result = await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(name, exc)
+                return None
+            self.failing.pop(name, None)
+            return result
+
+        return supervised
