@@ -24,7 +24,7 @@ _T = TypeVar("_T")
 
 class Supervisor:
     def __init__(self, metrics: Any = None, *, initial_s: float = 1.0, max_s: float = 60.0,
-                 healthy_after_s: float = 30.0) -> None:
+                 healthy_after_s: float = 10.0) -> None:
         self.metrics = metrics
         self.initial_s, self.max_s, self.healthy_after_s = initial_s, max_s, healthy_after_s
         self.failing: dict[str, str] = {}  # task → the cause of its last failure, while it lasts
