@@ -121,15 +121,26 @@ class Collector:
                 self.journal.appended = len(waiting)  # cleared once they are all stored
         self._task = self._spawn("collector", self._run)
 
-    async def stop(self) -> None:
-        """Write everything that was submitted, then stop."""
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Write everything that was submitted, then stop.
+
+        A store that stays unavailable for ``grace_s`` does not hold the stop hostage: what still
+        waits goes to the journal (replayed at the next start) and the writer is stopped.
+        """
         if self._task is not None:
             self._stopping = True
             self._wake.set()
+            deadline = time.monotonic() + grace_s
             while (self._pending or self._writing) and not self._task.done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    await self._journal_pending()
+                    log.warning("stopping with the store unavailable: %d results wait in the journal",
+                                len(self._pending))
+                    break
                 self.idle.clear()
                 idle = asyncio.ensure_future(self.idle.wait())  # set by the writer when it has nothing left
-                await asyncio.wait({idle, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({idle, self._task}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
                 idle.cancel()
             self._task.cancel()
             try:

@@ -197,16 +197,19 @@ class Engine:
                           id="retention", max_instances=1, coalesce=True)
         scheduler.start()
         self._scheduler = scheduler
-        log.info("engine started: %d services at location %s", len(scheduler.get_jobs()) - 1, self.location)
+        checks = sum(1 for j in scheduler.get_jobs() if j.id.startswith("check:"))
+        log.info("engine started: %d services at location %s", checks, self.location)
 
     async def stop(self) -> None:
         self._stopping = True  # a job the scheduler already handed over must not start a check now
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+            self._scheduler.pause()  # no new runs; shutting down now would cancel the checks in flight
         await asyncio.sleep(0)  # let handed-over jobs see the flag (or register as in flight)
-        if self._in_flight:
+        if self._in_flight:  # checks in flight finish (each bounded by its timeout) and are stored
             await asyncio.wait(self._in_flight, timeout=15)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)  # cancels what is still running after 15 s: no verdict
+            self._scheduler = None
         await self.collector.stop()
         await self.loop_watch.stop()
         if self.alerts is not None:
@@ -234,6 +237,10 @@ class Engine:
             self.collector.submit(result)
             if self.metrics is not None:
                 self.metrics.observe_check(result, lag)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Stopped mid-check: a check cut short by our own stop has no verdict and is not an error.
         finally:
             self._in_flight.discard(task)
 

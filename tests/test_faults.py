@@ -200,3 +200,47 @@ async def test_a_full_disk_backs_off_and_loses_nothing_once_space_returns(aiohtt
         assert checked - stored <= len(names), (checked, stored)
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "--duration"])
+async def test_a_stop_mid_check_exits_0_without_a_traceback(how: str, tmp_path: Path) -> None:
+    slow = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.always_up", "--lifetime", "60",
+                                                "--delay", "0.8", stdout=asyncio.subprocess.PIPE)
+    assert slow.stdout is not None
+    port = int(await asyncio.wait_for(slow.stdout.readline(), 10))
+    db, config = tmp_path / "didban.sqlite", tmp_path / "config.yaml"
+    write_config(config, {f"s{i}": {"type": "http", "url": f"http://127.0.0.1:{port}/s{i}"} for i in range(5)},
+                 web={"enabled": False})
+    try:
+        extra = ("--duration", "3.4") if how == "--duration" else ()
+        process = await didban("run", "--config", str(config), "--db", str(db), *extra)
+        if how != "--duration":
+            await asyncio.sleep(3.4)  # checks of 0.8 s every second: some are always in flight
+            process.send_signal(getattr(signal, how))
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        slow.kill()
+        await slow.wait()
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr and b"CancelledError" not in stderr, stderr.decode()
+    assert count(db, "SELECT count(*) FROM results") >= 5
+
+
+async def test_a_stop_while_the_store_is_locked_journals_and_exits(aiohttp_server: Any, tmp_path: Path) -> None:
+    target = Target()
+    server = await aiohttp_server(target.app())
+    db, config = tmp_path / "didban.sqlite", tmp_path / "config.yaml"
+    write_config(config, {"portal": {"type": "http", "url": str(server.make_url("/portal"))}}, web={"enabled": False})
+    SqliteStore(db).close()
+    holder = await hold_lock(db, 120)
+    try:
+        process = await didban("run", "--config", str(config), "--db", str(db))
+        await asyncio.sleep(4)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 40)
+    finally:
+        holder.kill()
+        await holder.wait()
+    assert process.returncode == 0, stderr.decode()
+    assert (tmp_path / "didban.sqlite.journal").stat().st_size > 0
+    assert "wait in the journal" in stderr.decode()
