@@ -719,19 +719,42 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    from didban.timefmt import jalali
     from didban.web.records import WebRecords
 
     config = _load(args.config)
     records = WebRecords(args.db or config.store.sqlite.path)
+    now = _now_ms()
     try:
-        token = records.create_token(args.name, args.role, _now_ms())
-    except ValueError as exc:
-        print(f"didban token create: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        if args.action == "create":
+            expires = now + int(args.expires_days * 86_400_000) if args.expires_days else None
+            try:
+                token = records.create_token(args.name, args.role, now, expires)
+            except ValueError as exc:
+                print(f"didban token create: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(token)
+            until = f", valid until {jalali(expires)} Tehran time" if expires else ""
+            print(f"(token {args.name!r} with the {args.role} role{until}; it is shown only now and stored hashed)",
+                  file=sys.stderr)
+        elif args.action == "list":
+            rows = [{"id": t.id, "name": t.name, "role": t.role, "created": jalali(t.created_ms),
+                     "expires": jalali(t.expires_ms) if t.expires_ms else None, "state": t.state(now)}
+                    for t in records.tokens()]
+            if args.json:
+                _print_json(rows)
+            else:
+                print(f"{'ID':>4}  {'NAME':<24} {'ROLE':<9} {'STATE':<8} {'CREATED (Tehran)':<18} EXPIRES")
+                for row in rows:
+                    print(f"{row['id']:>4}  {row['name']:<24} {row['role']:<9} {row['state']:<8} "
+                          f"{row['created']:<18} {row['expires'] or '-'}")
+        elif not records.revoke_token(args.id, now):
+            print(f"didban token revoke: no active token with id {args.id} (see didban token list)", file=sys.stderr)
+            return EXIT_FAILED
+        else:
+            print(f"token {args.id} revoked; it is refused from now on")
     finally:
         records.close()
-    print(token)
-    print(f"(a {args.role} token named {args.name!r}; it is shown only now and stored hashed)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -943,7 +966,14 @@ def build_parser() -> argparse.ArgumentParser:
     create = with_store(token_actions.add_parser("create", help="create a token (printed once, stored hashed)"))
     create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
     create.add_argument("--name", default="token")
+    create.add_argument("--expires-days", type=float, help="the token stops working after this many days")
     create.set_defaults(handler=cmd_token)
+    listing = with_store(token_actions.add_parser("list", help="tokens, their roles and states (never values)"))
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_token)
+    revoke = with_store(token_actions.add_parser("revoke", help="revoke a token at once"))
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=cmd_token)
     return parser
 
 

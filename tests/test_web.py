@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -350,3 +351,41 @@ async def test_schemathesis_finds_no_server_error(aiohttp_server: Any, db_path: 
     assert process.returncode == 0, text[-3000:]
     counts = re.search(r"(\d+) generated, (\d+) passed", text)
     assert counts is not None and counts.group(1) == counts.group(2) and int(counts.group(1)) > 100, text[-3000:]
+
+
+async def test_tokens_are_listed_revoked_and_expire(client: TestClient, db_path: Path, tmp_path: Path) -> None:
+    records = client.server.app[CONTEXT].records
+    admin = records.create_token("root", "admin", 0)
+    created = await client.post("/api/tokens", json={"name": "ops", "role": "operator", "expires_days": 30},
+                                headers=bearer(admin))
+    assert created.status == 201
+    ops = (await created.json())["token"]
+    listed = await (await client.get("/api/tokens", headers={"Authorization": f"bearer {admin}"})).json()
+    assert [(t["name"], t["role"], t["state"]) for t in listed] == [("root", "admin", "active"),
+                                                                   ("ops", "operator", "active")]
+    assert all("token" not in t for t in listed)  # values are never shown again
+    assert (await client.get("/api/status", headers={"Authorization": f"BEARER {ops}"})).status == 200
+    ops_id = listed[1]["id"]
+    assert (await client.post(f"/api/tokens/{ops_id}/revoke", headers=bearer(admin))).status == 200
+    refused = await client.get("/api/status", headers=bearer(ops))
+    assert refused.status == 401 and "revoked" in (await refused.json())["error"]
+    assert (await client.post(f"/api/tokens/{ops_id}/revoke", headers=bearer(admin))).status == 404
+    short = records.create_token("short", "viewer", int(time.time() * 1000), int(time.time() * 1000) + 100)
+    await asyncio.sleep(0.2)
+    expired = await client.get("/api/status", headers=bearer(short))
+    assert expired.status == 401 and "expired" in (await expired.json())["error"]
+    audit = await (await client.get("/api/audit", headers=bearer(admin))).json()
+    assert [(a["who"], a["status"]) for a in audit[:2]] == [("short", 401), ("ops", 401)]
+    # The CLI: the same records.
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(web_config().model_dump()), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "didban.cli", "token", "list", "--json", "--config",
+                           str(config_file), "--db", str(db_path)], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert {row["name"]: row["state"] for row in json.loads(done.stdout)} == {
+        "root": "active", "ops": "revoked", "short": "expired"}
+    revoked = subprocess.run([sys.executable, "-m", "didban.cli", "token", "revoke", "1", "--config",
+                              str(config_file), "--db", str(db_path)], capture_output=True, text=True, timeout=60,
+                             check=False)
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await client.get("/api/tokens", headers=bearer(admin))).status == 401  # at once

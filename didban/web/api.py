@@ -67,6 +67,12 @@ class NoteIn(Body):
     note: str = Field(default="", max_length=2000)
 
 
+class TokenIn(Body):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "operator", "admin"]
+    expires_days: float | None = Field(default=None, gt=0, le=3650)
+
+
 # -- plumbing ----------------------------------------------------------------------------------
 
 
@@ -104,13 +110,19 @@ def _ctx(request: web.Request) -> Any:
 
 
 def _who(request: web.Request, role: str) -> str:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    # RFC 7235: the scheme is case-insensitive.  The header's value is never logged or echoed.
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
         raise web.HTTPUnauthorized(text="a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    found = _ctx(request).records.token(header[len("Bearer "):].strip())
-    if found is None:
+    records = _ctx(request).records
+    now = int(time.time() * 1000)
+    found = records.check_token(credentials.strip(), now)
+    if found.state in ("revoked", "expired"):
+        records.audit(found.name, request.method, request.path, 401, {"refused": f"{found.state} token"}, now)
+        raise web.HTTPUnauthorized(text=f"this token is {found.state}", headers={"WWW-Authenticate": "Bearer"})
+    if found.state != "ok":
         raise web.HTTPUnauthorized(text="unknown token", headers={"WWW-Authenticate": "Bearer"})
-    name, own_role = found
+    name, own_role = found.name, found.role
     if ROLE_RANK[own_role] < ROLE_RANK[role]:
         raise web.HTTPForbidden(text=f"this needs the {role} role; the token has {own_role}")
     return str(name)
@@ -392,6 +404,45 @@ async def export_month(request: web.Request) -> web.Response:
                                  "X-Didban-Pack-Sha256": digest})
 
 
+def _token_json(info: Any, now_ms: int) -> dict[str, Any]:
+    return {"id": info.id, "name": info.name, "role": info.role, "created": iso_utc(info.created_ms),
+            "expires": iso_utc(info.expires_ms) if info.expires_ms else None,
+            "revoked": iso_utc(info.revoked_ms) if info.revoked_ms else None, "state": info.state(now_ms)}
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    _who(request, "admin")
+    now = int(time.time() * 1000)
+    return web.json_response([_token_json(t, now) for t in _ctx(request).records.tokens()])
+
+
+async def create_token(request: web.Request) -> web.Response:
+    who = _who(request, "admin")
+    body = await _body(request, TokenIn)
+    now = int(time.time() * 1000)
+    expires = now + int(body.expires_days * 86_400_000) if body.expires_days else None
+    try:
+        token = _ctx(request).records.create_token(body.name, body.role, now, expires)
+    except ValueError as exc:  # an expiry that rounds to now
+        raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+    _audited(request, who, 201, {"name": body.name, "role": body.role, "expires_days": body.expires_days})
+    return web.json_response({"token": token, "name": body.name, "role": body.role,
+                              "expires": iso_utc(expires) if expires else None}, status=201)
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    who = _who(request, "admin")
+    text = request.match_info["id"]
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise web.HTTPBadRequest(text="a token id is a number (see GET /api/tokens)")
+    token_id = int(text)
+    if not _ctx(request).records.revoke_token(token_id, int(time.time() * 1000)):
+        raise web.HTTPNotFound(text="no such active token")
+    answer = {"id": token_id, "revoked": True}
+    _audited(request, who, 200, answer)
+    return web.json_response(answer)
+
+
 async def audit_log(request: web.Request) -> web.Response:
     _who(request, "admin")
     return web.json_response(_ctx(request).records.audit_log())
@@ -474,6 +525,11 @@ ROUTES: list[tuple[str, str, Handler, dict[str, Any]]] = [
                 params=[_path_param("month", r"^1[34]\d\d-(0[1-9]|1[0-2])$"),
                         _query("format", ["json", "csv", "xlsx", "pdf", "pack"])], ok_type="file")),
     ("GET", "/api/audit", audit_log, _operation("The audit log of API writes", "admin", ok_type="array")),
+    ("GET", "/api/tokens", list_tokens, _operation("API tokens (never their values)", "admin", ok_type="array")),
+    ("POST", "/api/tokens", create_token,
+     _operation("Create a token; its value is in this answer only", "admin", TokenIn, ok=201)),
+    ("POST", "/api/tokens/{id}/revoke", revoke_token,
+     _operation("Revoke a token at once", "admin", params=[_path_param("id", r"^[0-9]{1,18}$")])),
 ]
 
 
@@ -482,7 +538,7 @@ def _document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for method, path, _, operation in ROUTES:
         paths.setdefault(path, {})[method.lower()] = operation
-    for model in (WindowIn, WindowUpdate, ExclusionIn, AckIn, NoteIn):
+    for model in (WindowIn, WindowUpdate, ExclusionIn, AckIn, NoteIn, TokenIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

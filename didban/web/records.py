@@ -11,6 +11,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,34 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 ROLES = ("viewer", "operator", "admin")
+# Columns added after the first release, migrated in place.
+_TOKEN_COLUMNS = (("expires_ms", "INTEGER"), ("revoked_ms", "INTEGER"))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """What a presented token is: ``state`` is ok, unknown, revoked or expired."""
+
+    state: str
+    name: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    name: str
+    role: str
+    created_ms: int
+    expires_ms: int | None
+    revoked_ms: int | None
+
+    def state(self, now_ms: int) -> str:
+        if self.revoked_ms is not None:
+            return "revoked"
+        if self.expires_ms is not None and now_ms >= self.expires_ms:
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +92,10 @@ class WebRecords:
         self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(api_tokens)")}
+        for column, kind in _TOKEN_COLUMNS:
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE api_tokens ADD COLUMN {column} {kind}")
 
     # -- receipts ------------------------------------------------------------------
 
@@ -107,17 +140,42 @@ class WebRecords:
 
     # -- tokens and audit --------------------------------------------------------------
 
-    def create_token(self, name: str, role: str, now_ms: int) -> str:
+    def create_token(self, name: str, role: str, now_ms: int, expires_ms: int | None = None) -> str:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if expires_ms is not None and expires_ms <= now_ms:
+            raise ValueError("the expiry must be in the future")
         token = "dbn_" + secrets.token_urlsafe(32)
-        self._db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?)", (digest(token), name, role, now_ms))
+        self._db.execute("INSERT INTO api_tokens (digest, name, role, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+                         (digest(token), name, role, now_ms, expires_ms))
         return token
 
     def token(self, token: str) -> tuple[str, str] | None:
-        """(name, role) of a token, or None."""
-        row = self._db.execute("SELECT name, role FROM api_tokens WHERE digest = ?", (digest(token),)).fetchone()
-        return (str(row[0]), str(row[1])) if row else None
+        """(name, role) of a token that may be used now, or None."""
+        found = self.check_token(token, int(time.time() * 1000))
+        return (found.name, found.role) if found.state == "ok" else None
+
+    def check_token(self, token: str, now_ms: int) -> TokenCheck:
+        row = self._db.execute("SELECT name, role, expires_ms, revoked_ms FROM api_tokens WHERE digest = ?",
+                               (digest(token),)).fetchone()
+        if row is None:
+            return TokenCheck("unknown")
+        name, role, expires, revoked = row
+        if revoked is not None:
+            return TokenCheck("revoked", name, role)
+        if expires is not None and now_ms >= expires:
+            return TokenCheck("expired", name, role)
+        return TokenCheck("ok", name, role)
+
+    def tokens(self) -> list[TokenInfo]:
+        rows = self._db.execute("SELECT rowid, name, role, created_ms, expires_ms, revoked_ms FROM api_tokens "
+                                "ORDER BY rowid")
+        return [TokenInfo(*row) for row in rows]
+
+    def revoke_token(self, token_id: int, now_ms: int) -> bool:
+        """Revoke at once; False when there is no such token or it was revoked already."""
+        return self._db.execute("UPDATE api_tokens SET revoked_ms = ? WHERE rowid = ? AND revoked_ms IS NULL",
+                                (now_ms, token_id)).rowcount == 1
 
     def audit(self, who: str, method: str, path: str, status: int, body: Any, now_ms: int) -> None:
         self._db.execute("INSERT INTO audit (ts_ms, who, method, path, status, body) VALUES (?, ?, ?, ?, ?, ?)",
