@@ -7,6 +7,7 @@ the environment or a secrets file (see ``Secrets``).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -44,7 +45,7 @@ class Name(Strict):
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT with a port 1-65535, got {value!r}")
+        raise ValueError(f"expected HOST:PORT with a port 1-65535, got {_shown(value)}")
     return value
 
 
@@ -399,13 +400,13 @@ class DidbanConfig(Strict):
             for s_index, service in enumerate(agency.services):
                 here: tuple[str | int, ...] = ("agencies", a_index, "services", s_index)
                 if service.id in seen:
-                    errors.append(((*here, "id"), f"duplicate service id {service.id!r}"))
+                    errors.append(((*here, "id"), f"duplicate service id {_shown(service.id)}"))
                 seen.add(service.id)
                 if service.agreement not in agreements:
                     errors.append(
                         (
                             (*here, "agreement"),
-                            f"expected one of the agreements {sorted(agreements)}, got {service.agreement!r}",
+                            f"expected one of the agreements {sorted(agreements)}, got {_shown(service.agreement)}",
                         )
                     )
                 for l_index, location in enumerate(service.locations or []):
@@ -413,7 +414,7 @@ class DidbanConfig(Strict):
                         errors.append(
                             (
                                 (*here, "locations", l_index),
-                                f"expected one of the locations {sorted(locations)}, got {location!r}",
+                                f"expected one of the locations {sorted(locations)}, got {_shown(location)}",
                             )
                         )
         channels = {c.id for c in self.alerting.channels}
@@ -421,16 +422,18 @@ class DidbanConfig(Strict):
         for s_index, staff in enumerate(self.alerting.staff):
             if staff.agency not in agencies:
                 errors.append((("alerting", "staff", s_index, "agency"),
-                               f"expected one of the agencies {sorted(agencies)}, got {staff.agency!r}"))
+                               f"expected one of the agencies {sorted(agencies)}, got {_shown(staff.agency)}"))
             for l_index, level in enumerate(staff.levels):
                 for r_index, recipient in enumerate(level):
                     if recipient.channel not in channels:
                         errors.append((("alerting", "staff", s_index, "levels", l_index, r_index, "channel"),
-                                       f"expected one of the channels {sorted(channels)}, got {recipient.channel!r}"))
+                                       f"expected one of the channels {sorted(channels)}, "
+                                       f"got {_shown(recipient.channel)}"))
         for key in ("subscriber_email_channel", "subscriber_sms_channel"):
             value = getattr(self.alerting, key)
             if value is not None and value not in channels:
-                errors.append((("alerting", key), f"expected one of the channels {sorted(channels)}, got {value!r}"))
+                errors.append((("alerting", key),
+                               f"expected one of the channels {sorted(channels)}, got {_shown(value)}"))
         return errors
 
 
@@ -503,7 +506,7 @@ def _describe(error: Any) -> tuple[str, str | None]:
     if kind == "missing":
         return "required key is missing", None
     if kind == "union_tag_invalid":
-        return f"expected one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}", "type"
+        return f"expected one of {ctx.get('expected_tags')}, got {_shown(ctx.get('tag'))}", "type"
     if kind == "union_tag_not_found":
         return f"expected a '{ctx.get('discriminator')}' key naming the kind", "type"
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -513,18 +516,71 @@ def _describe(error: Any) -> tuple[str, str | None]:
     found = error.get("input")
     if isinstance(found, dict | list):
         return f"expected {message}", None
-    return f"expected {message}, got {found!r}", None
+    return f"expected {message}, got {_shown(found)}", None
+
+
+# Bounds on what a config file may ask of the loader: none of them binds a real config
+# (the seed config is 5 KiB, 10,000 services about 1.7 MiB), all of them stop a hostile one.
+MAX_CONFIG_BYTES = int(os.environ.get("DIDBAN_CONFIG_MAX_BYTES", 8 << 20))
+MAX_NESTING = 64  # mappings and lists inside each other
+MAX_ALIASES = 1_000
+# Values once aliases are expanded: a plain file has fewer values than bytes; a "billion laughs" stops here.
+MIN_NODE_BUDGET = 500_000
+SHOWN_VALUE_CHARS = 80
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 1] + "…"
+
+
+def _pre_checks(path: Path, text: str) -> None:
+    """What must be refused before the YAML parser sees the text (it would hang, recurse or misread)."""
+    for bad in ("\x00", "\ufffd"):
+        index = text.find(bad)
+        if index >= 0:
+            what = "a NUL byte" if bad == "\x00" else "bytes that are not UTF-8"
+            raise ConfigError([f"{path}:{text.count(chr(10), 0, index) + 1}: {what}: the file must be UTF-8 text"])
+    depth = deepest = line = 0
+    quote = ""
+    for char in text:  # flow collections ([...], {...}), outside quoted strings
+        if char == "\n":
+            line += 1
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ConfigError([f"{path}:{line + 1}: nested more than {MAX_NESTING} levels deep"])
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        deepest = max(deepest, depth)
+    aliases = sum(1 for token in text.split() if token.startswith("*") and len(token) > 1)
+    if aliases > MAX_ALIASES:
+        raise ConfigError([f"{path}:1: more than {MAX_ALIASES} aliases (*name): not a configuration"])
 
 
 def load_config(path: str | Path) -> DidbanConfig:
-    """Load and validate a config file, or raise ConfigError naming every problem."""
+    """Load and validate a config file, or raise ConfigError naming every problem.
+
+    Bounded: a file over ``MAX_CONFIG_BYTES``, NUL bytes, nesting deeper than ``MAX_NESTING``, more
+    aliases than ``MAX_ALIASES`` or more values once aliases are expanded than the file has bytes are
+    refused with ``FILE:LINE: …``; no input gives a traceback.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}:1: the file is {size:,} bytes; a configuration is at most "
+                               f"{MAX_CONFIG_BYTES:,} (DIDBAN_CONFIG_MAX_BYTES)"])
+        text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the file: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: expected UTF-8 text"]) from None
+    _pre_checks(path, text)
     yaml = YAML(typ="rt")
     try:
         tree = yaml.load(text)
@@ -532,10 +588,19 @@ def load_config(path: str | Path) -> DidbanConfig:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 1
         raise ConfigError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}:1: nested too deeply to be a configuration"]) from None
+    except Exception as exc:  # the parser's own trouble on odd input must still be a plain message
+        cause = f"{type(exc).__name__}: {str(exc)[:SHOWN_VALUE_CHARS]}"
+        raise ConfigError([f"{path}:1: not valid YAML ({cause})"]) from None
     if not isinstance(tree, CommentedMap):
         raise ConfigError([f"{path}:1: expected a mapping at the top of the file"])
     try:
-        config = DidbanConfig.model_validate(_plain(tree))
+        plain = _plain(tree, _Budget(max(MIN_NODE_BUDGET, len(text)), path))
+    except RecursionError:
+        raise ConfigError([f"{path}:1: nested too deeply to be a configuration"]) from None
+    try:
+        config = DidbanConfig.model_validate(plain)
     except ValidationError as exc:
         messages = []
         for error in exc.errors():
@@ -554,12 +619,26 @@ def load_config(path: str | Path) -> DidbanConfig:
     return config
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip types → plain dicts, lists and scalars for pydantic."""
+class _Budget:
+    def __init__(self, nodes: int, path: Path) -> None:
+        self.left, self.path = nodes, path
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise ConfigError([f"{self.path}:1: far more values once aliases are expanded than the file holds: "
+                               "not a configuration (an alias bomb?)"])
+
+
+def _plain(node: Any, budget: _Budget, depth: int = 0) -> Any:
+    """ruamel's round-trip types → plain dicts, lists and scalars for pydantic, within the budget."""
+    budget.spend()
+    if depth > MAX_NESTING:
+        raise ConfigError([f"{budget.path}:1: nested more than {MAX_NESTING} levels deep"])
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, budget, depth + 1) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget, depth + 1) for v in node]
     if isinstance(node, ScalarBoolean | bool):
         return bool(node)
     for plain in (int, float, str):
