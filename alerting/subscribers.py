@@ -5,12 +5,18 @@ address; it receives notices only once confirmed.  Each subscription has an
 unsubscribe token (for the one-click link) and can also be ended by replying
 with a keyword (``لغو``, ``STOP``).  Addresses are validated and normalised
 before anything is stored.
+
+A confirmation code cannot be turned against a citizen: at most
+``CODES_PER_HOUR`` codes are sent to one address in an hour (counted per
+address, whoever asks), a code expires after ``CODE_LIFETIME_MS`` and is
+locked after ``MAX_WRONG_ATTEMPTS`` wrong tries.
 """
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +29,18 @@ CREATE TABLE IF NOT EXISTS subscribers (
     created_ms INTEGER NOT NULL, UNIQUE (service, kind, address)
 );
 CREATE TABLE IF NOT EXISTS acks (outage_id INTEGER PRIMARY KEY, acked_ms INTEGER NOT NULL, acked_by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS codes_sent (kind TEXT NOT NULL, address TEXT NOT NULL, sent_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS codes_sent_by_address ON codes_sent (kind, address, sent_ms);
 """
 STOP_WORDS = {"لغو", "stop", "unsubscribe", "۱۱", "11"}
+CODES_PER_HOUR = 3
+CODE_LIFETIME_MS = 15 * 60_000
+MAX_WRONG_ATTEMPTS = 5
+_ADDED_COLUMNS = (("code_ms", "INTEGER NOT NULL DEFAULT 0"), ("wrong_attempts", "INTEGER NOT NULL DEFAULT 0"))
+
+
+class TooManyCodes(Exception):
+    """This address was sent as many codes as an hour allows: nothing more is sent to it now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +60,30 @@ class Subscribers:
         self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(subscribers)")}
+        for column, kind in _ADDED_COLUMNS:
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE subscribers ADD COLUMN {column} {kind}")
 
     def subscribe(self, service: str, kind: str, address: str, lang: str, now_ms: int) -> Subscriber:
-        """Create (or renew the code of) an unconfirmed subscription; BadAddress with a reason if invalid."""
+        """Create (or renew the code of) an unconfirmed subscription; BadAddress with a reason if invalid,
+        TooManyCodes when the address already got as many codes as an hour allows."""
         normalised = normalise(kind, address)
         if lang not in ("fa", "en"):
             raise BadAddress(f"language must be fa or en, got {lang!r}")
+        (sent,) = self._db.execute("SELECT count(*) FROM codes_sent WHERE kind = ? AND address = ? AND sent_ms > ?",
+                                   (kind, normalised, now_ms - 3_600_000)).fetchone()
+        if sent >= CODES_PER_HOUR:
+            raise TooManyCodes(normalised)
         code = f"{secrets.randbelow(10**6):06d}"
+        self._db.execute("INSERT INTO codes_sent VALUES (?, ?, ?)", (kind, normalised, now_ms))
+        self._db.execute("DELETE FROM codes_sent WHERE sent_ms < ?", (now_ms - 3_600_000,))
         self._db.execute(
-            "INSERT INTO subscribers (service, kind, address, lang, code, token, created_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (service, kind, address) DO UPDATE SET code = excluded.code, lang = excluded.lang",
-            (service, kind, normalised, lang, code, secrets.token_urlsafe(18), now_ms),
+            "INSERT INTO subscribers (service, kind, address, lang, code, token, created_ms, code_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (service, kind, address) DO UPDATE SET code = excluded.code, lang = excluded.lang, "
+            "code_ms = excluded.code_ms, wrong_attempts = 0",
+            (service, kind, normalised, lang, code, secrets.token_urlsafe(18), now_ms, now_ms),
         )
         found = self.find(service, kind, normalised)
         assert found is not None
@@ -66,12 +94,29 @@ class Subscribers:
                                (service, kind, normalise(kind, address))).fetchone()
         return self._row(row) if row else None
 
-    def confirm(self, service: str, kind: str, address: str, code: str) -> bool:
-        found = self.find(service, kind, address)
-        if found is None or not secrets.compare_digest(found.code, code.strip()):
-            return False
-        self._db.execute("UPDATE subscribers SET confirmed = 1 WHERE id = ?", (found.id,))
-        return True
+    def confirm(self, service: str, kind: str, address: str, code: str, now_ms: int | None = None) -> bool:
+        return self.confirm_outcome(service, kind, address, code, now_ms) == "confirmed"
+
+    def confirm_outcome(self, service: str, kind: str, address: str, code: str, now_ms: int | None = None) -> str:
+        """``confirmed``, ``wrong``, ``expired`` (15 minutes passed) or ``locked`` (5 wrong tries)."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        row = self._db.execute("SELECT id, code, code_ms, wrong_attempts, confirmed FROM subscribers "
+                               "WHERE service = ? AND kind = ? AND address = ?",
+                               (service, kind, normalise(kind, address))).fetchone()
+        if row is None:
+            return "wrong"
+        ident, expected, code_ms, wrong, confirmed = row
+        if confirmed:
+            return "confirmed" if secrets.compare_digest(str(expected), code.strip()) else "wrong"
+        if wrong >= MAX_WRONG_ATTEMPTS:
+            return "locked"
+        if code_ms and now_ms - code_ms > CODE_LIFETIME_MS:
+            return "expired"
+        if not secrets.compare_digest(str(expected), code.strip()):
+            self._db.execute("UPDATE subscribers SET wrong_attempts = wrong_attempts + 1 WHERE id = ?", (ident,))
+            return "wrong"
+        self._db.execute("UPDATE subscribers SET confirmed = 1 WHERE id = ?", (ident,))
+        return "confirmed"
 
     def unsubscribe(self, token: str) -> bool:
         return self._db.execute("DELETE FROM subscribers WHERE token = ?", (token,)).rowcount == 1
@@ -96,7 +141,7 @@ class Subscribers:
 
     @staticmethod
     def _row(row: tuple[object, ...]) -> Subscriber:
-        ident, service, kind, address, lang, confirmed, code, token, _ = row
+        ident, service, kind, address, lang, confirmed, code, token = row[:8]
         return Subscriber(int(str(ident)), str(service), str(kind), str(address), str(lang), bool(confirmed),
                           str(code), str(token))
 

@@ -36,7 +36,10 @@ def web_config(target_url: str = "http://127.0.0.1:9/") -> DidbanConfig:
          "timeout_seconds": 2, "probes": [{"type": "http", "url": target_url}]},
         {"id": "portal", "name": {"fa": "پورتال اداره کل", "en": "Portal"},
          "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]},
-    ])
+    ], alerting={"channels": [  # codes are queued in the outbox; nothing is sent by these tests
+        {"type": "email", "id": "mail", "host": "127.0.0.1", "port": 9, "sender": "Didban <noreply@didban.ir>"},
+        {"type": "kavenegar", "id": "sms", "base_url": "http://127.0.0.1:9"}],
+        "subscriber_email_channel": "mail", "subscriber_sms_channel": "sms"})
 
 
 def history(store: SqliteStore, service: str, outage_minutes_ago: tuple[int, int] | None = None) -> None:
@@ -63,6 +66,11 @@ async def client(aiohttp_client: Any, db_path: Path) -> Any:
     store.close()
     context = WebContext(web_config(), str(db_path), metrics=Metrics())
     return await aiohttp_client(build_app(context))
+
+
+def ours(client: TestClient) -> dict[str, str]:
+    """What a browser sends with a form posted from our own page."""
+    return {"Origin": str(client.make_url("/")).rstrip("/")}
 
 
 def challenge_answer(html: str) -> tuple[str, str]:
@@ -108,7 +116,7 @@ async def test_unknown_pages_are_404(client: TestClient) -> None:
 async def file_receipt(client: TestClient, description: str, service: str = "dispatch") -> Any:
     form = await (await client.get(f"/receipts/new?service={service}")).text()
     token, answer = challenge_answer(form)
-    return await client.post("/receipts", data={"service": service, "description": description,
+    return await client.post("/receipts", headers=ours(client), data={"service": service, "description": description,
                                                 "contact": "09121234567", "challenge": token, "answer": answer},
                              allow_redirects=False)
 
@@ -135,8 +143,8 @@ async def test_hostile_input_is_escaped_not_stored_as_markup(client: TestClient)
 async def test_a_wrong_challenge_answer_is_refused(client: TestClient) -> None:
     form = await (await client.get("/receipts/new")).text()
     token, answer = challenge_answer(form)
-    response = await client.post("/receipts", data={"service": "dispatch", "description": "x", "challenge": token,
-                                                    "answer": str(int(answer) + 1)})
+    response = await client.post("/receipts", headers=ours(client), data={
+        "service": "dispatch", "description": "x", "challenge": token, "answer": str(int(answer) + 1)})
     assert response.status == 400
     assert not check_challenge(client.server.app[CONTEXT], token, "x")
 
@@ -174,17 +182,18 @@ async def test_a_report_is_checked_by_an_immediate_probe(aiohttp_client: Any, ai
 
 
 async def test_subscribe_confirm_and_unsubscribe(client: TestClient) -> None:
-    bad = await client.post("/s/portal/subscribe", data={"kind": "sms", "address": "02112345678"})
+    bad = await client.post("/s/portal/subscribe", headers=ours(client), data={"kind": "sms", "address": "02112345678"})
     assert bad.status == 400 and "Iranian mobile" in await bad.text()
-    page = await (await client.post("/s/portal/subscribe", data={"kind": "sms", "address": "۰۹۱۲۱۲۳۴۵۶۷"})).text()
+    page = await (await client.post("/s/portal/subscribe", headers=ours(client),
+                                    data={"kind": "sms", "address": "۰۹۱۲۱۲۳۴۵۶۷"})).text()
     assert 'name="code"' in page
     subscribers = client.server.app[CONTEXT].subscribers
     subscriber = subscribers.find("portal", "sms", "09121234567")
     assert subscriber is not None and not subscriber.confirmed
-    wrong = await client.post("/s/portal/confirm", data={"kind": "sms", "address": "09121234567", "code": "000000"
-                                                         if subscriber.code != "000000" else "111111"})
+    wrong = await client.post("/s/portal/confirm", headers=ours(client), data={
+        "kind": "sms", "address": "09121234567", "code": "000000" if subscriber.code != "000000" else "111111"})
     assert wrong.status == 400
-    right = await client.post("/s/portal/confirm", data={"kind": "sms", "address": "09121234567",
+    right = await client.post("/s/portal/confirm", headers=ours(client), data={"kind": "sms", "address": "09121234567",
                                                          "code": subscriber.code})
     assert right.status == 200 and [s.address for s in subscribers.of_service("portal")] == ["09121234567"]
     assert (await client.get(f"/unsubscribe/{subscriber.token}")).status == 200
@@ -389,3 +398,54 @@ async def test_tokens_are_listed_revoked_and_expire(client: TestClient, db_path:
                              check=False)
     assert revoked.returncode == 0, revoked.stderr
     assert (await client.get("/api/tokens", headers=bearer(admin))).status == 401  # at once
+
+
+async def test_forms_posted_from_another_site_are_refused(client: TestClient) -> None:
+    citizen = {"kind": "email", "address": "citizen@mail.ir"}
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Referer": "https://evil.example/page"}):
+        for path in ("/s/portal/subscribe", "/s/portal/confirm", "/receipts"):
+            answer = await client.post(path, data=citizen, headers=headers)
+            assert answer.status == 403, (path, headers)
+    referred = await client.post("/s/portal/subscribe", data=citizen,
+                                 headers={"Referer": str(client.make_url("/s/portal"))})
+    assert referred.status == 200  # our own page, named by its Referer
+    outbox = client.server.app[CONTEXT].notifier.outbox
+    assert outbox.counts().get("pending") == 1  # only that one code was queued
+
+
+async def test_confirmation_codes_are_limited_per_address_expire_and_lock(client: TestClient) -> None:
+    from alerting.subscribers import TooManyCodes
+
+    subscribers = client.server.app[CONTEXT].subscribers
+    for service in ("portal", "dispatch", "portal"):  # from anywhere, for any service: the address counts
+        answer = await client.post(f"/s/{service}/subscribe", headers=ours(client),
+                                   data={"kind": "sms", "address": "09121234567"})
+        assert answer.status == 200
+    fourth = await client.post("/s/dispatch/subscribe", headers=ours(client),
+                               data={"kind": "sms", "address": "+989121234567"})
+    assert fourth.status == 429
+    outbox = client.server.app[CONTEXT].notifier.outbox
+    assert outbox.counts().get("pending") == 3
+    with pytest.raises(TooManyCodes):
+        subscribers.subscribe("portal", "sms", "09121234567", "fa", int(time.time() * 1000))
+    now = int(time.time() * 1000)
+    code = subscribers.find("portal", "sms", "09121234567").code
+    assert subscribers.confirm_outcome("portal", "sms", "09121234567", code, now + 16 * 60_000) == "expired"
+    right = subscribers.find("dispatch", "sms", "09121234567").code
+    wrong = "000000" if right != "000000" else "111111"
+    for _ in range(5):
+        assert subscribers.confirm_outcome("dispatch", "sms", "09121234567", wrong) == "wrong"
+    assert subscribers.confirm_outcome("dispatch", "sms", "09121234567", right) == "locked"
+    assert subscribers.confirm_outcome("portal", "sms", "09121234567", code) == "confirmed"
+
+
+async def test_a_solved_challenge_is_accepted_once(client: TestClient) -> None:
+    form = await (await client.get("/receipts/new")).text()
+    token, answer = challenge_answer(form)
+    data = {"service": "dispatch", "description": "کند است", "challenge": token, "answer": answer}
+    first = await client.post("/receipts", headers=ours(client), data=data, allow_redirects=False)
+    assert first.status == 303
+    again = await client.post("/receipts", headers=ours(client), data=data, allow_redirects=False)
+    assert again.status == 400
+    assert len(client.server.app[CONTEXT].records.receipts()) == 1

@@ -21,11 +21,12 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from yarl import URL
 
 from alerting.addresses import BadAddress
 from alerting.notifier import Notifier
 from alerting.outbox import Outbox
-from alerting.subscribers import Subscribers
+from alerting.subscribers import Subscribers, TooManyCodes
 from didban.config import DidbanConfig
 from didban.model import ProbeResult, Status
 from didban.timefmt import jalali
@@ -77,6 +78,7 @@ class WebContext:
     pages: dict[tuple[str, str | None, str], tuple[int, bytes, bytes]] = field(default_factory=dict)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     workshop: Workshop = field(default_factory=Workshop)  # heavy work, off the event loop
+    used_challenges: UsedChallenges = field(default_factory=lambda: UsedChallenges())
 
     def __post_init__(self) -> None:
         self.board = StatusBoard(self.config, self.store_path, prerender=self.prerender_agency)
@@ -136,12 +138,48 @@ async def security_headers(request: web.Request, handler: Callable[[web.Request]
     response = await handler(request)
     response.headers.setdefault("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # Our own pages' form posts carry their origin (the forms' CSRF check); nothing leaks to other sites.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
 
 
 def _client(request: web.Request) -> str:
     return request.remote or "unknown"
+
+
+def same_origin(request: web.Request) -> bool:
+    """A state-changing form post must come from our own pages: its Origin (or Referer) is this site.
+
+    A hostile page elsewhere cannot make a citizen's browser subscribe someone, confirm or file a receipt.
+    """
+    claimed = request.headers.get("Origin") or request.headers.get("Referer") or ""
+    if not claimed or claimed == "null":
+        return False
+    origin = URL(claimed)
+    ours = {request.host.lower(), URL(request.app[CONTEXT].config.alerting.status_page_url).raw_authority.lower()}
+    return origin.scheme in ("http", "https") and origin.raw_authority.lower() in ours
+
+
+def _cross_site(request: web.Request) -> web.Response:
+    return render(request, "message.html", 403, message=label("cross_site", _lang(request)), back="/",
+                  confirm=None)
+
+
+class UsedChallenges:
+    """Solved receipt challenges, remembered until they expire: each is accepted once."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, float] = {}
+
+    def first_use(self, token: str) -> bool:
+        now = time.time()
+        if len(self._used) > 10_000:
+            self._used = {t: expires for t, expires in self._used.items() if expires > now}
+        if token in self._used:
+            return False
+        expires = token.partition(":")[0]
+        self._used[token] = float(expires) if expires.isdigit() else now + 1800
+        return True
 
 
 # -- challenge: a small sum, signed so the server keeps no state --------------------------
@@ -150,15 +188,17 @@ def _client(request: web.Request) -> str:
 def new_challenge(ctx: WebContext) -> dict[str, str]:
     a, b = secrets.randbelow(9) + 1, secrets.randbelow(9) + 1
     expires = int(time.time()) + 1800
-    signature = hmac.new(ctx.secret, f"{a + b}:{expires}".encode(), hashlib.sha256).hexdigest()
-    return {"question": f"{a} + {b} = ?", "token": f"{expires}:{signature}"}
+    nonce = secrets.token_hex(8)  # every challenge is distinct, so "accepted once" means once
+    signature = hmac.new(ctx.secret, f"{a + b}:{expires}:{nonce}".encode(), hashlib.sha256).hexdigest()
+    return {"question": f"{a} + {b} = ?", "token": f"{expires}:{nonce}:{signature}"}
 
 
 def check_challenge(ctx: WebContext, token: str, answer: str) -> bool:
-    expires, _, signature = token.partition(":")
+    expires, _, rest = token.partition(":")
+    nonce, _, signature = rest.partition(":")
     if not expires.isdigit() or int(expires) < time.time() or not answer.strip().isdigit():
         return False
-    expected = hmac.new(ctx.secret, f"{int(answer.strip())}:{expires}".encode(), hashlib.sha256).hexdigest()
+    expected = hmac.new(ctx.secret, f"{int(answer.strip())}:{expires}:{nonce}".encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature)
 
 
@@ -213,14 +253,22 @@ async def subscribe(request: web.Request) -> web.Response:
     back = f"/s/{service_id}?lang={lang}"
     if not _known_service(ctx, service_id):
         raise web.HTTPNotFound(text=label("not_found", lang))
+    if not same_origin(request):
+        return _cross_site(request)
     if not ctx.limiter.allow(_client(request)):
         return render(request, "message.html", 429, message=label("too_many", lang), back=back, confirm=None)
     form = await request.post()
     kind, address = str(form.get("kind", "")), str(form.get("address", ""))
+    channel = {"email": ctx.config.alerting.subscriber_email_channel,
+               "sms": ctx.config.alerting.subscriber_sms_channel}.get(kind)
+    if channel is None:  # nothing could deliver the code, nor any notice: say so instead of pretending
+        return render(request, "message.html", 400, message=label("no_channel", lang), back=back, confirm=None)
     try:
         subscriber = ctx.subscribers.subscribe(service_id, kind, address, lang, int(time.time() * 1000))
     except BadAddress as exc:
         return render(request, "message.html", 400, message=str(exc), back=back, confirm=None)
+    except TooManyCodes:
+        return render(request, "message.html", 429, message=label("codes_limit", lang), back=back, confirm=None)
     ctx.notifier.confirm_subscription(service_id, kind, subscriber.address, lang, subscriber.code, subscriber.token,
                                       int(time.time() * 1000))
     return render(request, "message.html", message=label("subscribed_check", lang), back=back,
@@ -232,16 +280,20 @@ async def confirm(request: web.Request) -> web.Response:
     lang = _lang(request)
     service_id = request.match_info["service"]
     back = f"/s/{service_id}?lang={lang}"
+    if not same_origin(request):
+        return _cross_site(request)
     if not ctx.limiter.allow(_client(request)):
         return render(request, "message.html", 429, message=label("too_many", lang), back=back, confirm=None)
     form = await request.post()
     try:
-        ok = ctx.subscribers.confirm(service_id, str(form.get("kind", "")), str(form.get("address", "")),
-                                     str(form.get("code", "")))
+        outcome = ctx.subscribers.confirm_outcome(service_id, str(form.get("kind", "")),
+                                                  str(form.get("address", "")), str(form.get("code", "")))
     except BadAddress:
-        ok = False
-    return render(request, "message.html", 200 if ok else 400,
-                  message=label("subscription_confirmed" if ok else "wrong_code", lang), back=back, confirm=None)
+        outcome = "wrong"
+    message = {"confirmed": "subscription_confirmed", "wrong": "wrong_code", "expired": "code_expired",
+               "locked": "code_locked"}[outcome]
+    return render(request, "message.html", 200 if outcome == "confirmed" else 400, message=label(message, lang),
+                  back=back, confirm=None)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -263,6 +315,8 @@ async def receipt_form(request: web.Request, error: str | None = None, status: i
 async def file_receipt(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     lang = _lang(request)
+    if not same_origin(request):
+        return _cross_site(request)
     if not ctx.limiter.allow(_client(request)):
         return await receipt_form(request, label("too_many", lang), 429)
     form = await request.post()
@@ -271,7 +325,8 @@ async def file_receipt(request: web.Request) -> web.Response:
     contact = str(form.get("contact", "")).strip()
     if not _known_service(ctx, service_id) or not description or len(description) > 2000 or len(contact) > 254:
         return await receipt_form(request, label("what_went_wrong", lang), 400)
-    if not check_challenge(ctx, str(form.get("challenge", "")), str(form.get("answer", ""))):
+    challenge = str(form.get("challenge", ""))
+    if not check_challenge(ctx, challenge, str(form.get("answer", ""))) or not ctx.used_challenges.first_use(challenge):
         return await receipt_form(request, label("wrong_answer", lang), 400)
     now_ms = int(time.time() * 1000)
     receipt = ctx.records.file_receipt(service_id, description, contact, now_ms)
