@@ -52,7 +52,7 @@ def datetime_to_ms(moment: datetime) -> int:
 def iso_utc(ms: int) -> str:
     """ISO 8601 UTC with a Z, as the evidence pack spells it."""
     moment = ms_to_datetime(ms)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S")  # %Y does not pad years before 1000
     if ms % 1000:
         text += f".{ms % 1000:03d}"
     return text + "Z"

@@ -27,7 +27,10 @@ def _jalali_minute(minute_ms: int, with_time: bool) -> str:
     # Cached: a status page labels the same 90 days for every service, and
     # jdatetime's conversion and strftime are slow.
     local = ms_to_datetime(minute_ms).astimezone(TEHRAN)
-    date = jdatetime.datetime.fromgregorian(datetime=local)
+    try:
+        date = jdatetime.datetime.fromgregorian(datetime=local)
+    except (ValueError, OverflowError):  # before the Jalali calendar's year 1: shown as it is, in Gregorian
+        return local.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
     return str(date.strftime("%Y/%m/%d %H:%M" if with_time else "%Y/%m/%d"))
 
 

@@ -70,7 +70,7 @@ class NoteIn(Body):
 class TokenIn(Body):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["viewer", "operator", "admin"]
-    expires_days: float | None = Field(default=None, gt=0, le=3650)
+    expires_days: float | None = Field(default=None, ge=0.001, le=3650)  # at least about a minute and a half
 
 
 # -- plumbing ----------------------------------------------------------------------------------
@@ -93,8 +93,12 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(exc.status, exc.reason if exc.text is None or exc.text.startswith(str(exc.status))
-                      else exc.text)
+        answer = _error(exc.status, exc.reason if exc.text is None or exc.text.startswith(str(exc.status))
+                        else exc.text)
+        for header in ("Allow", "WWW-Authenticate"):  # RFC 9110: a 405 names the methods, a 401 the scheme
+            if header in exc.headers:
+                answer.headers[header] = exc.headers[header]
+        return answer
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False, include_input=False)]
         return _error(422, "the request body is not valid", details)
@@ -129,13 +133,15 @@ def _who(request: web.Request, role: str) -> str:
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    raw = await request.read()
     try:
-        data = await request.json()
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise web.HTTPBadRequest(text="the body must be JSON") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
-    return model.model_validate(data)
+    # Strict: a number is not a time and true is not a number, exactly as the OpenAPI document says.
+    return model.model_validate_json(raw, strict=True)
 
 
 def _audited(request: web.Request, who: str, status: int, body: Any) -> None:
@@ -345,7 +351,10 @@ async def close_month(request: web.Request) -> web.Response:
 
     who = _who(request, "admin")
     month = _month(request)
-    accept = request.query.get("accept_insufficient_evidence", "false").lower() in ("1", "true", "yes")
+    flag = request.query.get("accept_insufficient_evidence", "false")
+    if flag not in ("true", "false"):
+        raise web.HTTPBadRequest(text="accept_insufficient_evidence must be true or false")
+    accept = flag == "true"
     context = _ctx(request)
     try:
         outcome = await context.workshop.run(_close_job, context.config, context.store_path, month,
@@ -449,7 +458,17 @@ async def audit_log(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+    return web.json_response(document_for(_ctx(request).config))
+
+
+def document_for(config: Any) -> dict[str, Any]:
+    """The OpenAPI document of this deployment: the service ids it knows are part of the schema."""
+    document = json.loads(json.dumps(OPENAPI))
+    known = sorted(s.id for _, s in config.services()) + ["*"]
+    for name in ("WindowIn", "ExclusionIn"):
+        document["components"]["schemas"][name]["properties"]["services"]["items"] = {"type": "string",
+                                                                                      "enum": known}
+    return document
 
 
 # -- routes and the OpenAPI document -----------------------------------------------------------
