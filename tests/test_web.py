@@ -354,7 +354,8 @@ async def test_schemathesis_with_all_checks_finds_nothing(aiohttp_server: Any, d
     token = context.records.create_token("fuzz", "admin", 0)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "schemathesis.cli", "run", str(server.make_url("/api/openapi.json")),
-        "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples", "12", "--header", f"Authorization: Bearer {token}",
+        "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples", "12",
+        "--header", f"Authorization: Bearer {token}",
         "--exclude-path", "/api/months/{month}/export", "--no-color",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
     output, _ = await asyncio.wait_for(process.communicate(), 300)
@@ -451,3 +452,21 @@ async def test_a_solved_challenge_is_accepted_once(client: TestClient) -> None:
     again = await client.post("/receipts", headers=ours(client), data=data, allow_redirects=False)
     assert again.status == 400
     assert len(client.server.app[CONTEXT].records.receipts()) == 1
+
+
+async def test_a_malformed_authorization_header_never_reaches_a_log(aiohttp_server: Any, db_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    server = await aiohttp_server(build_app(WebContext(web_config(), str(db_path))))
+    for header in (b"Authorization: Bearer TOPSECRET\x01VALUE", b"Authorization: TOPSECRETVALUE",
+                   b"authorization:\xff\xfeTOPSECRET"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /api/status HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(100), 10)
+        assert answer.startswith((b"HTTP/1.1 4", b"HTTP/1.0 4"))
+        writer.close()
+    logged = "\n".join(record.getMessage() + (record.exc_text or "") for record in caplog.records)
+    assert "TOPSECRET" not in logged

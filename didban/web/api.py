@@ -463,8 +463,8 @@ async def openapi(request: web.Request) -> web.Response:
 
 def document_for(config: Any) -> dict[str, Any]:
     """The OpenAPI document of this deployment: the service ids it knows are part of the schema."""
-    document = json.loads(json.dumps(OPENAPI))
-    known = sorted(s.id for _, s in config.services()) + ["*"]
+    document: dict[str, Any] = json.loads(json.dumps(OPENAPI))
+    known = [*sorted(s.id for _, s in config.services()), "*"]
     for name in ("WindowIn", "ExclusionIn"):
         document["components"]["schemas"][name]["properties"]["services"]["items"] = {"type": "string",
                                                                                       "enum": known}

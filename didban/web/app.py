@@ -393,8 +393,10 @@ async def static(request: web.Request) -> web.FileResponse:
 
 
 def build_app(context: WebContext) -> web.Application:
+    from didban import redact
     from didban.web import api
 
+    redact.install()  # a malformed Authorization header never reaches a log
     app = web.Application(client_max_size=MAX_BODY, middlewares=[security_headers, api.errors_as_json])
     app[CONTEXT] = context
     app.router.add_get("/", index)
