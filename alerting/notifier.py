@@ -29,6 +29,7 @@ from alerting.subscribers import Subscribers
 from didban.config import DidbanConfig, RecipientConfig
 from didban.model import Credit, MaintenanceWindow, Outage, OutageEvent
 from didban.timefmt import persian_digits
+from sla_calc.month import notice_verdict
 
 _CHANNEL_KIND = {"email": "email", "kavenegar": "sms", "http_sms": "sms", "webhook": "webhook"}
 MINUTE = 60_000
@@ -158,13 +159,14 @@ class Notifier:
         return list(self._service) if "*" in window.services else [s for s in window.services if s in self._service]
 
     def maintenance_announced(self, window: MaintenanceWindow, notice_hours: float, now_ms: int) -> int:
-        hours = round((window.start_ms - window.announced_at_ms) / HOUR, 1)
+        notice = notice_verdict(window.start_ms, window.announced_at_ms, notice_hours)
+        hours, late = round(notice.given_hours, 1), not notice.meets
         queued = 0
         for service in self._services(window):
             values = self._window_values(window)
             queued += self.queue(
                 "maintenance_announced", f"mw:{window.id}:announced", service, self.everyone(service),
-                lambda lang, values=values: {**values(lang), "late": hours < notice_hours, "notice_hours": hours},
+                lambda lang, values=values: {**values(lang), "late": late, "notice_hours": hours},
                 now_ms,
             )
         return queued

@@ -304,15 +304,17 @@ class InfluxSink:
     async def backfill(self, since_ms: int) -> int:
         """Rewrite history from ``since_ms``: the same points with the same timestamps (idempotent)."""
         after, total = 0, 0
-        while True:
-            lines, last = self.next_results(after, since_ms)
-            if not lines:
-                break
-            await self.write(lines)
-            total += len(lines)
-            after = last
-        await self.write(self.outage_lines(int(time.time() * 1000)))
-        await self.aclose()
+        try:
+            while True:
+                lines, last = self.next_results(after, since_ms)
+                if not lines:
+                    break
+                await self.write(lines)
+                total += len(lines)
+                after = last
+            await self.write(self.outage_lines(int(time.time() * 1000)))
+        finally:
+            await self.aclose()
         return total
 
     def close(self) -> None:

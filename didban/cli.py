@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,8 @@ from typing import Any
 from didban.config import ConfigError, DidbanConfig, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TAMPERED = 0, 1, 2, 3
+# The seed agencies' configuration, shipped inside the package so `didban demo` runs from any directory.
+SEED_CONFIG = Path(__file__).resolve().parent / "seed" / "config.yaml"
 
 
 def _print_json(data: Any) -> None:
@@ -304,8 +307,14 @@ def cmd_influx_backfill(args: argparse.Namespace) -> int:
 
         since = since.replace(tzinfo=TEHRAN)  # a bare date is a Tehran date
     print(f"rewriting points since {since.isoformat()} …", file=sys.stderr)
-    written = asyncio.run(sink.backfill(int(since.timestamp() * 1000)))
-    sink.close()
+    try:
+        written = asyncio.run(sink.backfill(int(since.timestamp() * 1000)))
+    except Exception as exc:  # InfluxDB unreachable or refusing: one line with the cause, never a traceback
+        print(f"didban influx backfill: InfluxDB at {sink.url} did not take the points: "
+              f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        sink.close()
     print(f"{written} check points rewritten (same points, same timestamps)")
     return EXIT_OK
 
@@ -611,10 +620,12 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
             print(f"{args.id} cancelled: it excludes nothing")
         else:
+            from didban.settlement import describe_notice, notice
+
             for w in store.maintenance():
-                notice_h = (w.start_ms - w.announced_at_ms) / 3_600_000
-                print(f"{w.id} {','.join(w.services)} {jalali(w.start_ms)} → {jalali(w.end_ms)} "
-                      f"notice {notice_h:.1f} h{' CANCELLED' if w.cancelled else ''}")
+                rule = "CANCELLED: excludes nothing" if w.cancelled else describe_notice(
+                    notice(config, w.services, w.start_ms, w.announced_at_ms))
+                print(f"{w.id} {','.join(w.services)} {jalali(w.start_ms)} → {jalali(w.end_ms)} Tehran ({rule})")
     return EXIT_OK
 
 
@@ -649,12 +660,20 @@ def _alerting(config: DidbanConfig, db: str | None) -> tuple[Any, str]:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
+    from alerting.addresses import BadAddress, normalise
     from alerting.channels import build_channels
     from alerting.dispatcher import Dispatcher
     from alerting.outbox import Outbox
     from didban.config import Secrets
 
     config = _load(args.config)
+    channel = next((c for c in config.alerting.channels if c.id == args.channel), None)
+    if channel is not None and channel.type in ("email", "kavenegar", "http_sms"):
+        try:  # the same check as subscribing: a bogus address is refused, not "sent"
+            args.to = normalise("email" if channel.type == "email" else "sms", args.to)
+        except BadAddress as exc:
+            print(f"didban notify test: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     notifier, path = _alerting(config, args.db)
     try:
         notifier.test(args.channel, args.to, args.lang, _now_ms())
@@ -790,6 +809,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="didban", description="Didban (دیدبان): availability and SLAs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"didban {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="probe 24/7 (production)")
@@ -803,7 +823,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="simulated e-services on 127.0.0.1, monitored for real")
-    demo.add_argument("--config", default="config.yaml")
+    demo.add_argument("--config", default=str(SEED_CONFIG),
+                      help="the seed agencies' config shipped with Didban (default), or your own")
     demo.add_argument("--db", default="didban-demo.sqlite")
     demo.add_argument("--interval", type=float, default=5.0, help="check interval in seconds")
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
@@ -986,6 +1007,15 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("didban")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _use_uvloop()
@@ -994,7 +1024,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    result: int = args.handler(args)
+    for noisy in ("weasyprint", "fontTools", "PIL"):  # an export prints its result, not the renderer's chatter
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        result: int = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `didban … | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return result
 
 

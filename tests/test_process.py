@@ -176,3 +176,46 @@ async def test_demo_monitors_the_seed_agencies_with_the_production_engine(tmp_pa
     # The scripted blip (the 4th request of document-dispatch) never opens an outage.
     assert all(o.service != "eaz-document-dispatch" for o in SqliteStore(db).outages())
 
+
+
+async def test_the_cli_is_friendly_from_any_directory(tmp_path: Path) -> None:
+    import os
+
+    code, out, _ = await run("--version")
+    assert code == 0 and out.startswith("didban ")
+    # The demo runs anywhere: the seed config ships inside the package.
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "didban.cli", "demo", "--duration", "2", "--interval", "1", "--web-port", "0",
+        "--db", str(tmp_path / "demo.sqlite"), cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(demo.communicate(), 60)
+    assert demo.returncode == 0, err.decode()
+    # A closed pipe (`| head`) ends quietly.
+    reader, writer = os.pipe()
+    os.close(reader)
+    piped = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "didban.cli", "validate", str(Path(__file__).resolve().parent.parent / "config.yaml"),
+        stdout=writer, stderr=asyncio.subprocess.PIPE)
+    os.close(writer)
+    _, err = await asyncio.wait_for(piped.communicate(), 60)
+    assert b"Traceback" not in err and piped.returncode == 0, err.decode()
+
+
+async def test_backfill_with_influxdb_unreachable_says_so_in_one_line(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    config = tmp_path / "config.yaml"
+    text = (root / "config.yaml").read_text(encoding="utf-8")
+    config.write_text(text.replace("  retention_days: 90", f"  retention_days: 90\n  influxdb: {{url: "
+                                   f"\"http://127.0.0.1:{free_port()}\"}}"), encoding="utf-8")
+    from collector.store import Batch
+    from didban.model import ProbeResult, Status
+
+    with SqliteStore(tmp_path / "d.sqlite") as store:
+        store.write(Batch(results=[ProbeResult("eaz-portal", "tabriz-dc", 1_727_000_000_000, Status.UP, 5.0)]))
+    code, _, err = await run("influx", "backfill", "--since", "2024-09-22", "--config", str(config),
+                             "--db", str(tmp_path / "d.sqlite"))
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("rewriting")]
+    assert len(lines) == 1 and "did not take the points" in lines[0] and "Traceback" not in err, err
