@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from collector.journal import Journal
 from collector.store import Batch, OutageChange, Store, StoreUnavailable
 from didban.model import Outage, OutageEvent, ProbeResult
+from didban.timefmt import jalali
 from sla_calc.derive import RunTracker
 
 log = logging.getLogger("didban.collector")
@@ -326,7 +327,8 @@ class Collector:
         if outage.is_open and placeholder is not None and placeholder.start_ms == outage.start_ms:
             self._open[outage.service] = outage  # now with its id and tracking code
         event = OutageEvent(kind, outage)
-        log.info("%s: %s since %s (%s)", kind, outage.service, outage.start_ms, outage.tracking_code)
+        log.info("%s: %s since %s Tehran (%s)", kind.replace("_", " "), outage.service, jalali(outage.start_ms),
+                 outage.tracking_code)
         for handler in self._handlers:
             try:
                 pending = handler(event)

@@ -164,6 +164,7 @@ def _status_rows(config: DidbanConfig, db_path: str) -> list[dict[str, Any]]:
 
     with SqliteStore(db_path) as store:
         states = store.states()
+    now_ms = _now_ms()
     rows = []
     for agency, service in config.services():
         state = states.get(service.id)
@@ -180,16 +181,23 @@ def _status_rows(config: DidbanConfig, db_path: str) -> list[dict[str, Any]]:
             "last_latency_ms": state.last_latency_ms if state else None,
             "last_error": state.last_error if state else None,
             "open_outage": outage.tracking_code if outage else None,
+            "last_check": jalali(state.last_check_ms) if state and state.last_check_ms else None,
+            # Stale: no result for three intervals — the monitor stopped, not the service.
+            "stale": bool(state and state.last_check_ms
+                          and now_ms - state.last_check_ms > 3 * service.interval_seconds * 1000),
         })
     return rows
 
 
 def render_status_table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'SERVICE':<26} {'STATE':<8} {'SINCE (Tehran, Jalali)':<22} {'LATENCY':>9}  NOTE"]
+    lines = [f"{'SERVICE':<26} {'STATE':<8} {'SINCE (Tehran, Jalali)':<22} {'LAST CHECK':<17} {'LATENCY':>9}  NOTE"]
     for row in rows:
         latency = f"{row['last_latency_ms']:.0f} ms" if row["last_latency_ms"] is not None else "-"
         note = (row["open_outage"] and f"outage {row['open_outage']}") or row["last_error"] or ""
-        lines.append(f"{row['service']:<26} {row['state']:<8} {row['since'] or '-':<22} {latency:>9}  {note}")
+        if row["stale"]:
+            note = f"STALE: no check for over three intervals (is didban run running?) {note}".strip()
+        lines.append(f"{row['service']:<26} {row['state']:<8} {row['since'] or '-':<22} "
+                     f"{row['last_check'] or '-':<17} {latency:>9}  {note}")
     return "\n".join(lines)
 
 
@@ -392,10 +400,20 @@ def _show_live(config: DidbanConfig, engine: Any) -> None:
     print(header + "\n" + "\n".join(lines), flush=True)
 
 
+def _web_from_environment(config: DidbanConfig) -> DidbanConfig:
+    """DIDBAN_WEB_HOST / DIDBAN_WEB_PORT: where the status page listens (a container publishes 0.0.0.0)."""
+    host, port = os.environ.get("DIDBAN_WEB_HOST"), os.environ.get("DIDBAN_WEB_PORT")
+    if not host and not port:
+        return config
+    web = config.web.model_copy(update={**({"host": host} if host else {}),
+                                        **({"port": int(port)} if port and port.isdigit() else {})})
+    return config.model_copy(update={"web": web})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from didban.config import Secrets
 
-    config = _load(args.config)
+    config = _web_from_environment(_load(args.config))
     Secrets.load(args.secrets_file)  # fail early on a malformed secrets file; values stay unlogged
     location = args.location or config.locations[0].id
     if location not in {loc.id for loc in config.locations}:

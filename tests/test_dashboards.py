@@ -251,6 +251,9 @@ async def test_push_command_reads_the_token_from_the_environment(aiohttp_server:
 def test_compose_file_mounts_what_export_writes() -> None:
     compose = YAML(typ="safe").load((ROOT / "deploy/docker-compose.yml").read_text(encoding="utf-8"))
     assert set(compose["services"]) == {"didban", "influxdb", "grafana"}
+    # Inside the container the status page listens where the published port reaches it.
+    assert compose["services"]["didban"]["environment"]["DIDBAN_WEB_HOST"] == "0.0.0.0"
+    assert "ENV DIDBAN_WEB_HOST=0.0.0.0" in (ROOT / "deploy/Dockerfile").read_text(encoding="utf-8")
     grafana_volumes = compose["services"]["grafana"]["volumes"]
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana_volumes
     assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana_volumes

@@ -157,6 +157,7 @@ async def test_check_and_status_of_configured_services(site: tuple[Target, Path,
     assert rows["portal"]["state"] == "up" and rows["portal"]["open_outage"] is None
     assert rows["payments"]["state"] == "down" and rows["payments"]["open_outage"].startswith("OT-")
     assert rows["payments"]["since"].startswith("14")  # a Jalali date
+    assert rows["portal"]["last_check"].startswith("14") and rows["portal"]["stale"] is False
     code, table, _ = await run("status", "--config", str(config), "--db", str(db))
     assert "payments" in table and "outage OT-" in table
 
@@ -219,3 +220,19 @@ async def test_backfill_with_influxdb_unreachable_says_so_in_one_line(tmp_path: 
     assert code == 1
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("rewriting")]
     assert len(lines) == 1 and "did not take the points" in lines[0] and "Traceback" not in err, err
+
+
+async def test_the_status_page_listens_where_the_environment_says(site: tuple[Target, Path, Path]) -> None:
+    import os
+
+    from tests.conftest import free_port, wait_http
+
+    _, config, db = site
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "didban.cli", "run", "--config", str(config), "--db", str(db), "--duration", "6",
+        env={**os.environ, "DIDBAN_WEB_HOST": "127.0.0.2", "DIDBAN_WEB_PORT": str(port)},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    await asyncio.to_thread(wait_http, f"http://127.0.0.2:{port}/healthz", 20)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
