@@ -298,25 +298,18 @@ def _influx_sink(config: DidbanConfig, db_path: str, secrets_file: str | None) -
 
 
 def cmd_influx_backfill(args: argparse.Namespace) -> int:
-    from datetime import datetime
 
     config = _load(args.config)
     sink = _influx_sink(config, args.db or config.store.sqlite.path, args.secrets_file)
     if sink is None:
         print("didban influx backfill: no store.influxdb in the config", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        since = datetime.fromisoformat(args.since)
-    except ValueError:
-        print(f"didban influx backfill: --since expects a date like 2024-09-22, got {args.since!r}", file=sys.stderr)
-        return EXIT_USAGE
-    if since.tzinfo is None:
-        from didban.timefmt import TEHRAN
+    from didban.timefmt import jalali
 
-        since = since.replace(tzinfo=TEHRAN)  # a bare date is a Tehran date
-    print(f"rewriting points since {since.isoformat()} …", file=sys.stderr)
+    since_ms = _instant(args.since)  # Jalali or ISO; a bare date is a Tehran date
+    print(f"rewriting points since {jalali(since_ms)} Tehran …", file=sys.stderr)
     try:
-        written = asyncio.run(sink.backfill(int(since.timestamp() * 1000)))
+        written = asyncio.run(sink.backfill(since_ms))
     except Exception as exc:  # InfluxDB unreachable or refusing: one line with the cause, never a traceback
         print(f"didban influx backfill: InfluxDB at {sink.url} did not take the points: "
               f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", file=sys.stderr)
@@ -587,15 +580,12 @@ def cmd_sla_replay(args: argparse.Namespace) -> int:
 
 
 def _instant(text: str) -> int:
-    from datetime import datetime
+    from didban.timefmt import BadInstant, parse_instant
 
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise SystemExit(f"didban: expected an ISO 8601 time with its offset, got {text!r}") from None
-    if moment.tzinfo is None:
-        raise SystemExit(f"didban: {text!r} has no UTC offset (write e.g. 2024-10-01T02:00:00+03:30)")
-    return int(moment.timestamp() * 1000)
+        return parse_instant(text)
+    except BadInstant as exc:
+        raise SystemExit(f"didban: {exc}") from None
 
 
 def _services(config: DidbanConfig, text: str) -> tuple[str, ...]:

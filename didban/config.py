@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -497,6 +498,13 @@ def _line_of(tree: Any, loc: Sequence[str | int]) -> tuple[int, list[str | int]]
 _UNION_TAGS = {"http", "tcp", "dns", "tls", "icmp", "email", "kavenegar", "http_sms", "webhook"}
 
 
+_PATTERNS = {
+    r"^https?://": "a URL starting with http:// or https://",
+    SLUG: "an id of lower-case letters, digits, '.', '_' or '-' (at most 63)",
+    JALALI_DATE: 'a Jalali date like "1405-01-01"',
+}
+
+
 def _describe(error: Any) -> tuple[str, str | None]:
     """(message, extra path part) for one pydantic error, in the user's terms."""
     kind = error["type"]
@@ -512,6 +520,20 @@ def _describe(error: Any) -> tuple[str, str | None]:
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
         return message, None
+    found = error.get("input")
+    if kind == "string_pattern_mismatch":
+        wanted = _PATTERNS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
+        return f"expected {wanted}, got {_shown(found)}", None
+    if kind == "string_type":
+        if isinstance(found, date):  # YAML reads 1405-01-01 as a date
+            return f'expected text, got a date: quote it as "{found.isoformat()}"', None
+        return f"expected text, got {_shown(found)}", None
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected a whole number, got {_shown(found)}", None
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {_shown(found)}", None
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false, got {_shown(found)}", None
     message = message.removeprefix("Input should be ")
     found = error.get("input")
     if isinstance(found, dict | list):

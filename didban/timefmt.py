@@ -1,7 +1,9 @@
-"""Showing instants to people: Asia/Tehran wall time, Jalali dates, Persian digits."""
+"""Instants and people: shown in Asia/Tehran wall time with Jalali dates and Persian digits, read the same way."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -46,3 +48,37 @@ def duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
+_JALALI_INPUT = re.compile(r"^(1[34]\d\d)[/-](\d{1,2})[/-](\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+
+
+class BadInstant(ValueError):
+    pass
+
+
+def parse_instant(text: str) -> int:
+    """A time as people write it → epoch ms.
+
+    Jalali dates (``1405/09/20``, ``1405-09-20 10:00``, Persian digits too) and Gregorian ISO
+    (``2026-12-11T10:00``); a time without an offset is Tehran wall time, a bare date its midnight.
+    """
+    cleaned = text.strip().translate(_DIGITS)
+    match = _JALALI_INPUT.match(cleaned)
+    if match:
+        year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+        try:
+            gregorian = jdatetime.date(year, month, day).togregorian()
+            local = datetime(gregorian.year, gregorian.month, gregorian.day, hour, minute, second, tzinfo=TEHRAN)
+        except ValueError as exc:
+            raise BadInstant(f"{text!r} is not a Jalali date and time ({exc})") from None
+        return int(local.timestamp() * 1000)
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise BadInstant(f"expected a time like 1405/09/20 10:00 (Jalali, Tehran) or 2026-12-11T10:00+03:30, "
+                         f"got {text[:80]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=TEHRAN)  # people mean Tehran wall time
+    return int(moment.timestamp() * 1000)

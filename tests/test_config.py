@@ -52,7 +52,7 @@ BAD = [
     ("            url: http://127.0.0.1:8080/", "            url: http://127.0.0.1:8080/\n            colour: red",
      17, "agencies.0.services.0.probes.0.colour: unknown key"),
     ("        agreement: sla", "        agreement: sla\n        interval_seconds: eighty",
-     14, "agencies.0.services.0.interval_seconds: expected a valid number"),
+     14, "agencies.0.services.0.interval_seconds: expected a number, got 'eighty'"),
     ("          - type: http\n            url: http://127.0.0.1:8080/",
      "          - type: tcp\n            target: host:eighty", 16,
      "agencies.0.services.0.probes.0.target: expected HOST:PORT with a port 1-65535, got 'host:eighty'"),
@@ -133,3 +133,52 @@ def test_secrets_are_not_accepted_in_the_yaml(tmp_path: Path) -> None:
         load_config(path)
     assert "smtp_password: unknown key" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+INSTANTS = [
+    # (what people type, the instant meant, why)
+    ("1405/09/20 10:00", "2026-12-11T06:30:00+00:00", "a Jalali date and time is Tehran wall time"),
+    ("1405-09-20", "2026-12-10T20:30:00+00:00", "a bare Jalali date is Tehran midnight"),
+    ("۱۴۰۵/۰۹/۲۰ ۱۰:۰۰", "2026-12-11T06:30:00+00:00", "Persian digits"),
+    ("2026-12-11T10:00", "2026-12-11T06:30:00+00:00", "ISO without an offset is Tehran wall time"),
+    ("2026-12-11T10:00:00+00:00", "2026-12-11T10:00:00+00:00", "ISO with an offset is taken as written"),
+]
+
+
+@pytest.mark.parametrize(("typed", "meant", "why"), INSTANTS, ids=[row[2] for row in INSTANTS])
+def test_times_are_read_as_people_write_them(typed: str, meant: str, why: str) -> None:
+    from datetime import datetime
+
+    from didban.timefmt import parse_instant
+
+    assert parse_instant(typed) == int(datetime.fromisoformat(meant).timestamp() * 1000)
+
+
+def test_a_time_that_is_no_time_is_refused_with_an_example() -> None:
+    from didban.timefmt import BadInstant, parse_instant
+
+    with pytest.raises(BadInstant, match="1405/09/20 10:00"):
+        parse_instant("next tuesday")
+    with pytest.raises(BadInstant, match="not a Jalali date"):
+        parse_instant("1405/13/01")
+
+
+PLAIN_WORDS = [
+    # (the change to the seed config, what validate must say, why)
+    ("title: t", "title: 1405-01-01",
+     'expected text, got a date: quote it as "1405-01-01"', "YAML reads an unquoted date as a date"),
+    ("url: http://127.0.0.1:8080/", "url: ftp://127.0.0.1/", "expected a URL starting with http:// or https://",
+     "a URL pattern in words, not a regular expression"),
+    ('valid_from: "1400-01-01"', 'valid_from: "98-01-01"', 'expected a Jalali date like "1405-01-01"',
+     "a Jalali date pattern in words"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "said", "why"), PLAIN_WORDS, ids=[row[3] for row in PLAIN_WORDS])
+def test_validate_speaks_plain_words(tmp_path: Path, old: str, new: str, said: str, why: str) -> None:
+    path = tmp_path / "config.yaml"
+    assert old in GOOD
+    path.write_text(GOOD.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert any(said in message for message in caught.value.messages), caught.value.messages

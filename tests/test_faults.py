@@ -160,6 +160,7 @@ async def test_a_full_disk_backs_off_and_loses_nothing_once_space_returns(aiohtt
                              check=False)
     if mounted.returncode != 0:
         pytest.skip(f"a small filesystem needs mount (root): {mounted.stderr.decode().strip()}")
+    process: asyncio.subprocess.Process | None = None
     try:
         target = Target()
         server = await aiohttp_server(target.app())
@@ -199,6 +200,9 @@ async def test_a_full_disk_backs_off_and_loses_nothing_once_space_returns(aiohtt
         stored = count(db, "SELECT count(*) FROM results")
         assert checked - stored <= len(names), (checked, stored)
     finally:
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
         subprocess.run(["umount", "-l", str(small)], check=False)
 
 
