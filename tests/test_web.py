@@ -470,3 +470,9 @@ async def test_a_malformed_authorization_header_never_reaches_a_log(aiohttp_serv
         writer.close()
     logged = "\n".join(record.getMessage() + (record.exc_text or "") for record in caplog.records)
     assert "TOPSECRET" not in logged
+
+
+async def test_the_home_page_shows_the_overall_state_and_refreshes_itself(client: TestClient) -> None:
+    page = await (await client.get("/?lang=en")).text()
+    assert 'http-equiv="refresh"' in page
+    assert "Some services are down." in page  # dispatch has an open outage in the fixture

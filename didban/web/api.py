@@ -476,7 +476,8 @@ def document_for(config: Any) -> dict[str, Any]:
 _ERRORS = {status: {"description": reason, "content": {"application/json": {"schema": {
     "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}}}
     for status, reason in ((400, "bad request"), (401, "no or unknown token"), (403, "role too low"),
-                           (404, "not found"), (409, "conflict"), (422, "invalid body"))}
+                           (404, "not found"), (409, "conflict"), (413, "body larger than 256 KiB"),
+                           (422, "invalid body"))}
 
 
 def _operation(summary: str, role: str | None, body: type[BaseModel] | None = None,

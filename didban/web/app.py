@@ -37,7 +37,8 @@ from didban.workshop import Workshop
 
 HERE = Path(__file__).resolve().parent
 FONTS = HERE.parent / "fonts"
-MAX_BODY = 16 * 1024
+MAX_BODY = 16 * 1024  # a citizen's form post
+MAX_API_BODY = 256 * 1024  # an API body: larger than any the schema allows, so the schema's limits answer 422
 Prober = Callable[[str], Awaitable[ProbeResult | None]]
 
 
@@ -133,6 +134,15 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
 
 
 @web.middleware
+async def public_body_limit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+    """Public pages take small forms only; the API's own bodies are bounded by its schema."""
+    if not request.path.startswith("/api/"):
+        request = request.clone(client_max_size=MAX_BODY)
+    return await handler(request)
+
+
+@web.middleware
 async def security_headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                            ) -> web.StreamResponse:
     response = await handler(request)
@@ -206,7 +216,15 @@ def check_challenge(ctx: WebContext, token: str, answer: str) -> bool:
 
 
 async def index(request: web.Request) -> web.Response:
-    return render(request, "index.html", agencies=request.app[CONTEXT].config.agencies)
+    """Every agency with its overall state now: all up, some down, or no data (from the cached boards)."""
+    ctx = request.app[CONTEXT]
+    overall = {}
+    for agency in ctx.config.agencies:
+        _, statuses = await ctx.board.board(agency.id)
+        states = {s.state for s in statuses}
+        overall[agency.id] = "down" if "down" in states else "up" if states == {"up"} else "unknown"
+    worst = "down" if "down" in overall.values() else "up" if set(overall.values()) == {"up"} else "unknown"
+    return render(request, "index.html", agencies=ctx.config.agencies, overall=overall, worst=worst)
 
 
 async def _board_page(request: web.Request, agency_id: str, service_id: str | None) -> web.Response:
@@ -397,7 +415,8 @@ def build_app(context: WebContext) -> web.Application:
     from didban.web import api
 
     redact.install()  # a malformed Authorization header never reaches a log
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[security_headers, api.errors_as_json])
+    app = web.Application(client_max_size=MAX_API_BODY,
+                          middlewares=[security_headers, public_body_limit, api.errors_as_json])
     app[CONTEXT] = context
     app.router.add_get("/", index)
     app.router.add_get("/a/{agency}", agency_page)
