@@ -192,6 +192,10 @@ class Engine:
         # Derived segments are stored as results age, so month figures never re-read a month of results.
         scheduler.add_job(supervised("materializer", self.materialize), IntervalTrigger(minutes=30), id="materialize",
                           max_instances=1, coalesce=True)
+        if self.metrics is not None:  # month-to-date per service on /metrics, from the settlement itself
+            scheduler.add_job(supervised("month-gauges", self.month_gauges), IntervalTrigger(minutes=5),
+                              id="month-gauges", max_instances=1, coalesce=True,
+                              next_run_time=datetime.now(UTC) + timedelta(seconds=5))
         # Retention runs at night, Tehran time, when the portals are quiet.
         scheduler.add_job(supervised("retention", self.compact), CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
                           id="retention", max_instances=1, coalesce=True)
@@ -264,6 +268,19 @@ class Engine:
             self.metrics.store_errors.set(stats.store_errors)
             self.metrics.dropped.set(stats.dropped)
             self.metrics.open_outages.set(len(self.collector.open_services()))
+
+    async def month_gauges(self) -> None:
+        from didban.settlement import settle
+        from sla_calc.month import truncate_percent
+        from sla_calc.periods import JalaliMonth
+
+        assert self.metrics is not None
+        now_ms = int(self.clock() * 1000)
+        settled = await self.collector.run_in_store(settle, self.config, self.collector.store,
+                                                    JalaliMonth.containing(now_ms), now_ms)
+        for figures in settled.report.services:
+            self.metrics.service_month.labels(figures.service).set(
+                float(truncate_percent(figures.availability_percent)))
 
     async def probe_now(self, service_id: str) -> ProbeResult | None:
         """Check a service at once (a citizen reported a fault); the result is stored like any other."""

@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from didban.model import ProbeResult
 
+_VERDICT = {"up": 1, "down": 0, "unknown": -1}
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -28,8 +30,20 @@ class Metrics:
         self.overload = Counter("didban_probe_overload", "Failed checks recorded as unknown because the monitor "
                                 "itself stalled or ran late (probe_overload)", registry=self.registry)
 
+        # One series per service (bounded cardinality: the configured services, no location or error label).
+        self.service_state = Gauge("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
+                                   ["service"], registry=self.registry)
+        self.service_last_check = Gauge("didban_service_last_check_timestamp_seconds",
+                                        "When the latest check of a service ran (Unix time)", ["service"],
+                                        registry=self.registry)
+        self.service_month = Gauge("didban_service_month_availability_percent",
+                                   "Month-to-date availability per service, as the settlement computes it "
+                                   "(truncated to 2 decimals)", ["service"], registry=self.registry)
+
     def observe_check(self, result: ProbeResult, lag_seconds: float | None = None) -> None:
         self.checks.labels(result.status.value, result.error or "").inc()
         self.latency.observe(result.latency_ms / 1000)
+        self.service_state.labels(result.service).set(_VERDICT[result.status.value])
+        self.service_last_check.labels(result.service).set(result.ts_ms / 1000)
         if lag_seconds is not None:
             self.lag.observe(lag_seconds)

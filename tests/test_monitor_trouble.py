@@ -182,6 +182,10 @@ agencies:
     overloaded = live(db, "r.status = 2 AND r.error = 'probe_overload'")
     assert overloaded >= 1
     assert f"didban_probe_overload_total {float(overloaded)}" in metrics
+    # One series per service: state, last check, and the month so far (no downtime was charged).
+    assert 'didban_service_up{service="live-0"}' in metrics
+    assert 'didban_service_last_check_timestamp_seconds{service="live-0"}' in metrics
+    assert 'didban_service_month_availability_percent{service="live-0"} 100.0' in metrics
     assert live(db, "r.status = 1") == 0
     assert query(db, "SELECT count(*) FROM outages") == 0
 
