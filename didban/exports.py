@@ -194,6 +194,9 @@ def to_pdf(model: dict[str, Any]) -> bytes:
     )
     environment.filters["fa"] = lambda value: persian_digits(str(value))
     environment.filters["pct"] = lambda value: persian_digits(truncate_percent(float(value)))
+    # Dates and months (digits with / or -) keep their order inside right-to-left text: a left-to-right
+    # isolate (U+2066 … U+2069) around them, which Pango's bidi honours (WeasyPrint ignores unicode-bidi).
+    environment.filters["ltr"] = lambda value: f"\u2066{value}\u2069"
     html = environment.get_template("sla_report.html").render(model=model, font_dir=FONTS.as_uri())
     return bytes(HTML(string=html, base_url=str(FONTS)).write_pdf())
 
