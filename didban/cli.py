@@ -38,6 +38,22 @@ def _load(path: str) -> DidbanConfig:
 # -- validate, condition ---------------------------------------------------------
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.dir) / "config.yaml"
+    if target.exists() and not args.force:
+        print(f"didban init: {target} exists; --force replaces it", file=sys.stderr)
+        return EXIT_USAGE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text((SEED_CONFIG.parent / "starter.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    print(f"{target} written: every section commented; edit the agencies and services, then "
+          f"`didban validate {target}` and `didban run --config {target}`")
+    return EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
@@ -47,8 +63,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{args.file}: {len(exc.messages)} error(s)", file=sys.stderr)
         return EXIT_USAGE
     services = sum(1 for _ in config.services())
-    print(f"{args.file}: valid ({len(config.agencies)} agencies, {services} services, "
-          f"{len(config.agreements)} agreements)")
+    print(f"{args.file}: valid ({_count(len(config.agencies), 'agency', 'agencies')}, "
+          f"{_count(services, 'service')}, {_count(len(config.agreements), 'agreement')})")
     return EXIT_OK
 
 
@@ -857,6 +873,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--db")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    init = commands.add_parser("init", help="write a starter config.yaml, every section commented")
+    init.add_argument("dir", nargs="?", default=".")
+    init.add_argument("--force", action="store_true", help="replace an existing config.yaml")
+    init.set_defaults(handler=cmd_init)
 
     validate = commands.add_parser("validate", help="validate a config file; exit 2 on errors")
     validate.add_argument("file")

@@ -236,3 +236,14 @@ async def test_the_status_page_listens_where_the_environment_says(site: tuple[Ta
     await asyncio.to_thread(wait_http, f"http://127.0.0.2:{port}/healthz", 20)
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
+
+
+async def test_init_writes_a_starter_config_that_validates_as_written(tmp_path: Path) -> None:
+    code, out, err = await run("init", str(tmp_path / "site"))
+    assert code == 0, err
+    written = (tmp_path / "site" / "config.yaml").read_text(encoding="utf-8")
+    assert "alerting:" in written and "type: email" in written and "type: kavenegar" in written
+    code, out, err = await run("validate", str(tmp_path / "site" / "config.yaml"))
+    assert code == 0 and "valid (1 agency, 1 service, 1 agreement)" in out, err
+    code, _, err = await run("init", str(tmp_path / "site"))
+    assert code == 2 and "exists" in err  # never overwritten by accident
