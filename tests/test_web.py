@@ -476,3 +476,16 @@ async def test_the_home_page_shows_the_overall_state_and_refreshes_itself(client
     page = await (await client.get("/?lang=en")).text()
     assert 'http-equiv="refresh"' in page
     assert "Some services are down." in page  # dispatch has an open outage in the fixture
+
+
+async def test_badges_show_state_and_month_availability(client: TestClient) -> None:
+    state = await client.get("/badge/dispatch/state.svg?lang=en")
+    assert state.status == 200 and state.content_type == "image/svg+xml"
+    assert "max-age" in state.headers["Cache-Control"]
+    assert "status: Down" in await state.text()  # dispatch has an open outage in the fixture
+    persian = await (await client.get("/badge/portal/availability.svg")).text()
+    assert "دسترس‌پذیری ماه" in persian and "٪" in persian
+    english = await (await client.get("/badge/portal/availability.svg?lang=en")).text()
+    assert "this month: " in english and "%" in english
+    assert (await client.get("/badge/nope/state.svg")).status == 404
+    assert (await client.get("/badge/portal/other.svg")).status == 404

@@ -260,6 +260,24 @@ async def service_page(request: web.Request) -> web.Response:
     raise web.HTTPNotFound(text=label("not_found", _lang(request)))
 
 
+async def badge(request: web.Request) -> web.Response:
+    """``/badge/SERVICE/state.svg`` and ``/badge/SERVICE/availability.svg`` (month to date, truncated)."""
+    from didban.web.badges import availability_badge, state_badge
+
+    ctx = request.app[CONTEXT]
+    lang = _lang(request)
+    service_id, kind = request.match_info["service"], request.match_info["kind"]
+    agency = next((a.id for a, s in ctx.config.services() if s.id == service_id), None)
+    if agency is None or kind not in ("state", "availability"):
+        raise web.HTTPNotFound(text=label("not_found", lang))
+    _, statuses = await ctx.board.board(agency)
+    status = next(s for s in statuses if s.id == service_id)
+    svg = (state_badge(status.state, lang) if kind == "state"
+           else availability_badge(status.month_availability, status.verdict, lang))
+    return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=60"})
+
+
 def _known_service(ctx: WebContext, service_id: str) -> bool:
     return any(s.id == service_id for _, s in ctx.config.services())
 
@@ -427,6 +445,7 @@ def build_app(context: WebContext) -> web.Application:
     app.router.add_get("/receipts/new", receipt_form)
     app.router.add_post("/receipts", file_receipt)
     app.router.add_get("/receipts/{code}", show_receipt)
+    app.router.add_get("/badge/{service}/{kind}.svg", badge)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -20,6 +20,8 @@ LABELS: dict[str, dict[str, str]] = {
     "target": {"fa": "هدف", "en": "target"},
     "met": {"fa": "محقق", "en": "met"},
     "missed": {"fa": "محقق نشده", "en": "missed"},
+    "badge_state": {"fa": "وضعیت", "en": "status"},
+    "badge_month": {"fa": "دسترس‌پذیری ماه", "en": "this month"},
     "overall_up": {"fa": "همهٔ خدمات در دسترس‌اند.", "en": "All services are up."},
     "overall_down": {"fa": "برخی خدمات قطع‌اند.", "en": "Some services are down."},
     "overall_unknown": {"fa": "وضعیت برخی خدمات هنوز معلوم نیست.", "en": "Some services have no data yet."},
