@@ -535,13 +535,17 @@ def cmd_sla_close(args: argparse.Namespace) -> int:
 
 
 def cmd_sla_credits(args: argparse.Namespace) -> int:
+    from didban.model import iso_utc
+    from didban.timefmt import jalali
+
     config = _load(args.config)
     with _store(config, args.db) as store:
         entries = store.ledger(args.month, args.service)
     rows = [
         {"tracking_code": e.tracking_code, "month": e.month, "service": e.service, "kind": e.kind,
          "credit_percent": e.credit_percent, "amount": e.amount, "availability_percent": e.availability_percent,
-         "issued": e.issued_ms, "adjusts": e.adjusts, "note": e.note}
+         "issued": iso_utc(e.issued_ms), "issued_jalali": jalali(e.issued_ms), "adjusts": e.adjusts,
+         "note": e.note, "pack_sha256": e.pack_sha256}
         for e in entries
     ]
     if args.json:

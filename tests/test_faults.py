@@ -7,8 +7,6 @@ the collector backs off instead of retrying at once; waiting results survive a c
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import signal
 import sqlite3
@@ -25,6 +23,7 @@ from aiosmtpd.controller import Controller
 from alerting.outbox import Notice, Outbox
 from collector.sqlite_store import SqliteStore
 from tests.conftest import free_port
+from tests.test_alerting import Inbox
 from tests.test_engine import Target, closed_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -67,15 +66,6 @@ def get(url: str) -> tuple[int, str]:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
-        return "250 OK"
 
 
 async def test_a_30_second_write_lock_delays_notices_and_loses_none(tmp_path: Path) -> None:
