@@ -236,7 +236,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive: bool,
                 duration: float | None, live_every: float | None, quiet: bool = False,
-                secrets_file: str | None = None) -> int:
+                secrets_file: str | None = None, events: Any = None) -> int:
     """Run the engine until a signal (or ``duration``), showing live state when asked."""
     from collector.sqlite_store import SqliteStore
     from didban.config import Secrets
@@ -259,6 +259,9 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if events is not None:  # the demo's event log: outages with their codes, and blips
+        engine.collector.subscribe(events.on_outage)
+        engine.on_result = events.on_result
     await engine.start()
     web_runner = await _start_web(config, db_path, engine, metrics) if config.web.enabled else None
     feed = _influx_sink(config, db_path, secrets_file)
@@ -267,6 +270,7 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
         engine.month_closed_handlers.append(lambda month: _async(feed.request_sla))
     feed_stop = asyncio.Event()
     feed_task = engine.supervisor.spawn("feed", lambda: feed.run(feed_stop)) if feed is not None else None
+    address = f"http://{config.web.host}:{web_runner.addresses[0][1]}/" if web_runner is not None else None
     started = time.monotonic()
     try:
         while not stop.is_set():
@@ -278,7 +282,9 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
             except TimeoutError:
                 pass
             if live_every and not quiet:
-                _show_live(config, engine)
+                from didban import live
+
+                live.show(config, engine, events)
             if duration is not None and time.monotonic() - started >= duration:
                 break
     finally:
@@ -289,6 +295,10 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
             await web_runner.cleanup()
         await engine.stop()
         store.close()
+    if events is not None:
+        from didban import live
+
+        print(live.summary(events, engine, db_path, address), flush=True)
     return EXIT_OK
 
 
@@ -389,26 +399,6 @@ async def _start_web(config: DidbanConfig, db_path: str, engine: Any, metrics: A
     return runner
 
 
-def _show_live(config: DidbanConfig, engine: Any) -> None:
-    from didban.timefmt import jalali
-
-    lines = []
-    for _, service in config.services():
-        result = engine.latest.get(service.id)
-        outage = engine.collector.open_outage(service.id)
-        if result is None:
-            lines.append(f"  {service.id:<26} {'…':<8}")
-            continue
-        note = f"OUTAGE since {jalali(outage.start_ms)}" if outage else (result.detail or "")
-        lines.append(f"  {service.id:<26} {result.status.value:<8} {result.latency_ms:>8.0f} ms  {note[:70]}")
-    stats = engine.collector.stats
-    header = (f"[{jalali(int(time.time() * 1000))} Tehran] checks {engine.checks_run}, stored {stats.written}, "
-              f"queued {engine.collector.pending}, p99 lag {engine.lag.percentile(99) * 1000:.0f} ms")
-    if sys.stdout.isatty():
-        print("\x1b[2J\x1b[H", end="")
-    print(header + "\n" + "\n".join(lines), flush=True)
-
-
 def _web_from_environment(config: DidbanConfig) -> DidbanConfig:
     """DIDBAN_WEB_HOST / DIDBAN_WEB_PORT: where the status page listens (a container publishes 0.0.0.0)."""
     host, port = os.environ.get("DIDBAN_WEB_HOST"), os.environ.get("DIDBAN_WEB_PORT")
@@ -437,7 +427,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     config = config.model_copy(update={"web": config.web.model_copy(update={"port": args.web_port})})
-    return asyncio.run(run_demo(config, args.db, interval=args.interval, duration=args.duration))
+    return asyncio.run(run_demo(config, args.db, interval=args.interval, duration=args.duration,
+                                config_path=args.config))
 
 
 # -- SLA: month, close, credits, export, replay ----------------------------------------------

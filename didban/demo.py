@@ -106,8 +106,10 @@ def demo_config(config: DidbanConfig, base_url: str, interval: float) -> DidbanC
     })
 
 
-async def run_demo(config: DidbanConfig, db_path: str, *, interval: float, duration: float | None) -> int:
+async def run_demo(config: DidbanConfig, db_path: str, *, interval: float, duration: float | None,
+                   config_path: str = "config.yaml") -> int:
     from didban.cli import serve
+    from didban.live import EventLog
 
     names = {service.id: service.name.fa for _, service in config.services()}
     simulator = Simulator(names)
@@ -123,6 +125,7 @@ async def run_demo(config: DidbanConfig, db_path: str, *, interval: float, durat
           "Ctrl-C stops.", flush=True)
     try:
         return await serve(demo_config(config, base_url, interval), db_path, config.locations[0].id,
-                           keepalive=False, duration=duration, live_every=interval)
+                           keepalive=False, duration=duration, live_every=interval,
+                           events=EventLog(config_path))
     finally:
         await runner.cleanup()

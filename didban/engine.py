@@ -134,6 +134,7 @@ class Engine:
         self._insufficient_warned: set[str] = set()
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
+        self.on_result: Callable[[ProbeResult], None] | None = None  # e.g. the demo's event log
         if alerts is not None:
             self.collector.subscribe(self._on_outage_event)
 
@@ -241,6 +242,8 @@ class Engine:
             self.collector.submit(result)
             if self.metrics is not None:
                 self.metrics.observe_check(result, lag)
+            if self.on_result is not None:
+                self.on_result(result)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise

@@ -169,6 +169,9 @@ async def test_demo_monitors_the_seed_agencies_with_the_production_engine(tmp_pa
                                "--interval", "1", "--duration", "6", timeout=60)
     assert code == 0, err
     assert "eaz-debt-instalment" in out and "p99 lag" in out
+    # The event log keeps the scripted blip (dispatch's 4th check), and the demo ends with a summary.
+    assert "blip           eaz-document-dispatch" in out
+    assert "Demo over:" in out and "Try next:" in out and "didban sla month" in out
     store = SqliteStore(db)
     states = store.states()
     store.close()
