@@ -489,3 +489,14 @@ async def test_badges_show_state_and_month_availability(client: TestClient) -> N
     assert "this month: " in english and "%" in english
     assert (await client.get("/badge/nope/state.svg")).status == 404
     assert (await client.get("/badge/portal/other.svg")).status == 404
+
+
+async def test_without_a_channel_the_page_offers_no_subscription(aiohttp_client: Any, db_path: Path) -> None:
+    quiet = web_config().model_copy(update={"alerting": web_config().alerting.model_copy(
+        update={"channels": [], "subscriber_email_channel": None, "subscriber_sms_channel": None})})
+    client = await aiohttp_client(build_app(WebContext(quiet, str(db_path))))
+    page = await (await client.get("/s/portal?lang=en")).text()
+    assert "/subscribe" not in page and "not offered here" in page
+    refused = await client.post("/s/portal/subscribe?lang=en", headers=ours(client),
+                                data={"kind": "email", "address": "citizen@mail.ir"})
+    assert refused.status == 400 and "cannot be sent" in await refused.text()

@@ -96,7 +96,9 @@ class WebContext:
             agency = next(a for a in self.config.agencies if a.id == agency_id)
             shown = [s for s in statuses if service_id is None or s.id == service_id]
             path = f"/a/{agency_id}" if service_id is None else f"/s/{service_id}"
-            html = render_html("agency.html", lang, path, services=shown,
+            kinds = [kind for kind, channel in (("email", self.config.alerting.subscriber_email_channel),
+                                                 ("sms", self.config.alerting.subscriber_sms_channel)) if channel]
+            html = render_html("agency.html", lang, path, services=shown, subscribe_kinds=kinds,
                                agency_name=agency.name.fa if lang == "fa" else agency.name.en).encode()
             cached = self.pages[key] = (version, html, gzip.compress(html, compresslevel=5))
         return cached

@@ -68,6 +68,8 @@ LABELS: dict[str, dict[str, str]] = {
                     "en": "This code is locked after five wrong tries. Subscribe again."},
     "codes_limit": {"fa": "برای این نشانی در این ساعت به اندازهٔ کافی کد فرستاده شده است. بعداً دوباره تلاش کنید.",
                     "en": "This address was sent enough codes this hour. Please try again later."},
+    "no_subscriptions": {"fa": "اطلاع‌رسانی با ایمیل یا پیامک در این سامانه فعال نیست.",
+                         "en": "Notices by email or SMS are not offered here."},
     "no_channel": {"fa": "اطلاع‌رسانی از این راه فعال نیست.", "en": "Notices cannot be sent this way here."},
     "cross_site": {"fa": "این فرم باید از صفحهٔ خود این سامانه فرستاده شود.",
                    "en": "This form must be sent from this site's own page."},
