@@ -392,50 +392,66 @@ class DidbanConfig(Strict):
         return next(a for a in self.agreements if a.id == agreement_id)
 
     def reference_errors(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Cross-references pydantic cannot see: unique ids, known agreements and locations."""
-        errors: list[tuple[tuple[str | int, ...], str]] = []
-        agreements = {a.id for a in self.agreements}
-        locations = {loc.id for loc in self.locations}
-        seen: set[str] = set()
-        for a_index, agency in enumerate(self.agencies):
-            for s_index, service in enumerate(agency.services):
-                here: tuple[str | int, ...] = ("agencies", a_index, "services", s_index)
-                if service.id in seen:
-                    errors.append(((*here, "id"), f"duplicate service id {_shown(service.id)}"))
-                seen.add(service.id)
-                if service.agreement not in agreements:
-                    errors.append(
-                        (
-                            (*here, "agreement"),
-                            f"expected one of the agreements {sorted(agreements)}, got {_shown(service.agreement)}",
-                        )
-                    )
-                for l_index, location in enumerate(service.locations or []):
-                    if location not in locations:
-                        errors.append(
-                            (
-                                (*here, "locations", l_index),
-                                f"expected one of the locations {sorted(locations)}, got {_shown(location)}",
-                            )
-                        )
-        channels = {c.id for c in self.alerting.channels}
-        agencies = {a.id for a in self.agencies}
-        for s_index, staff in enumerate(self.alerting.staff):
-            if staff.agency not in agencies:
-                errors.append((("alerting", "staff", s_index, "agency"),
-                               f"expected one of the agencies {sorted(agencies)}, got {_shown(staff.agency)}"))
-            for l_index, level in enumerate(staff.levels):
-                for r_index, recipient in enumerate(level):
-                    if recipient.channel not in channels:
-                        errors.append((("alerting", "staff", s_index, "levels", l_index, r_index, "channel"),
-                                       f"expected one of the channels {sorted(channels)}, "
-                                       f"got {_shown(recipient.channel)}"))
-        for key in ("subscriber_email_channel", "subscriber_sms_channel"):
-            value = getattr(self.alerting, key)
-            if value is not None and value not in channels:
-                errors.append((("alerting", key),
-                               f"expected one of the channels {sorted(channels)}, got {_shown(value)}"))
-        return errors
+        """Cross-references pydantic cannot see: unique ids, known agreements, locations and channels."""
+        return reference_problems(self.model_dump())
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _entries(node: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    """(index, mapping) of a list under ``key``, skipping what is not a mapping (pydantic reports that)."""
+    found = node.get(key) if isinstance(node, dict) else None
+    return [(i, item) for i, item in enumerate(found)] if isinstance(found, list) else []
+
+
+def _ids(node: Any, key: str) -> set[str]:
+    return {str(item.get("id")) for _, item in _entries(node, key) if isinstance(item, dict)}
+
+
+def reference_problems(data: dict[str, Any]) -> list[Problem]:
+    """The cross-references of a config as plain data, so that they are reported together with the
+    structural errors of a file that does not validate yet."""
+    errors: list[Problem] = []
+    agreements = _ids(data, "agreements")
+    locations = _ids(data, "locations") if "locations" in data else {"local"}
+    seen: set[str] = set()
+    for a_index, agency in _entries(data, "agencies"):
+        for s_index, service in _entries(agency, "services"):
+            if not isinstance(service, dict):
+                continue
+            here: tuple[str | int, ...] = ("agencies", a_index, "services", s_index)
+            ident = service.get("id")
+            if ident in seen:
+                errors.append(((*here, "id"), f"duplicate service id {_shown(ident)}"))
+            seen.add(str(ident))
+            if "agreement" in service and service["agreement"] not in agreements:
+                errors.append(((*here, "agreement"), f"expected one of the agreements {sorted(agreements)}, "
+                                                     f"got {_shown(service['agreement'])}"))
+            for l_index, location in enumerate(service.get("locations") or []):
+                if location not in locations:
+                    errors.append(((*here, "locations", l_index),
+                                   f"expected one of the locations {sorted(locations)}, got {_shown(location)}"))
+    alerting: dict[str, Any] = data["alerting"] if isinstance(data.get("alerting"), dict) else {}
+    channels = _ids(alerting, "channels")
+    agencies = _ids(data, "agencies")
+    for s_index, staff in _entries(alerting, "staff"):
+        if not isinstance(staff, dict):
+            continue
+        if "agency" in staff and staff["agency"] not in agencies:
+            errors.append((("alerting", "staff", s_index, "agency"),
+                           f"expected one of the agencies {sorted(agencies)}, got {_shown(staff['agency'])}"))
+        for l_index, level in enumerate(staff.get("levels") or []):
+            for r_index, recipient in enumerate(level if isinstance(level, list) else []):
+                channel = recipient.get("channel") if isinstance(recipient, dict) else None
+                if channel is not None and channel not in channels:
+                    errors.append((("alerting", "staff", s_index, "levels", l_index, r_index, "channel"),
+                                   f"expected one of the channels {sorted(channels)}, got {_shown(channel)}"))
+    for key in ("subscriber_email_channel", "subscriber_sms_channel"):
+        value = alerting.get(key)
+        if value is not None and value not in channels:
+            errors.append((("alerting", key), f"expected one of the channels {sorted(channels)}, got {_shown(value)}"))
+    return errors
 
 
 # -- secrets -----------------------------------------------------------------
@@ -624,13 +640,16 @@ def load_config(path: str | Path) -> DidbanConfig:
     try:
         config = DidbanConfig.model_validate(plain)
     except ValidationError as exc:
-        messages = []
+        found: list[tuple[int, str]] = []
         for error in exc.errors():
             line, shown = _line_of(tree, error["loc"])
             message, extra = _describe(error)
             dotted = ".".join(str(p) for p in [*shown, *([extra] if extra else [])]) or "(top)"
-            messages.append(f"{path}:{line}: {dotted}: {message}")
-        raise ConfigError(messages) from None
+            found.append((line, f"{path}:{line}: {dotted}: {message}"))
+        for loc, message in reference_problems(plain):  # reported now too, not after the rest is fixed
+            line, shown = _line_of(tree, loc)
+            found.append((line, f"{path}:{line}: {'.'.join(str(p) for p in shown)}: {message}"))
+        raise ConfigError([message for _, message in sorted(found, key=lambda item: item[0])]) from None
     problems = config.reference_errors()
     if problems:
         messages = []

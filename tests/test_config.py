@@ -182,3 +182,15 @@ def test_validate_speaks_plain_words(tmp_path: Path, old: str, new: str, said: s
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert any(said in message for message in caught.value.messages), caught.value.messages
+
+
+def test_an_unknown_agreement_is_reported_together_with_structural_errors(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(GOOD.replace("agreement: sla", "agreement: nope").replace(
+        "url: http://127.0.0.1:8080/", "url: ftp://127.0.0.1/"), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    messages = caught.value.messages
+    assert any(":13: agencies.0.services.0.agreement: expected one of the agreements ['sla'], got 'nope'" in m
+               for m in messages), messages
+    assert any(":16: agencies.0.services.0.probes.0.url: expected a URL" in m for m in messages), messages
