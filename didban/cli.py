@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from didban.config import ConfigError, DidbanConfig, load_config
+from didban.pack_reader import DEFAULT_MAX_PACK_BYTES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TAMPERED = 0, 1, 2, 3
 # The seed agencies' configuration, shipped inside the package so `didban demo` runs from any directory.
@@ -926,7 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--month", required=True)
     replay.add_argument("--no-verify", action="store_true",
                         help="compute a hand-made pack without a manifest; the output says \"verified\": false")
-    replay.add_argument("--max-bytes", type=int, default=1 << 30,
+    replay.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_PACK_BYTES,
                         help="refuse a pack larger than this (default 1 GiB)")
     replay.set_defaults(handler=cmd_sla_replay)
 

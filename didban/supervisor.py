@@ -28,7 +28,6 @@ class Supervisor:
         self.metrics = metrics
         self.initial_s, self.max_s, self.healthy_after_s = initial_s, max_s, healthy_after_s
         self.failing: dict[str, str] = {}  # task → the cause of its last failure, while it lasts
-        self.restarts: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def problems(self) -> list[str]:
@@ -36,7 +35,6 @@ class Supervisor:
 
     def _failed(self, name: str, exc: BaseException) -> None:
         cause = f"{type(exc).__name__}: {exc}"[:300]
-        self.restarts[name] = self.restarts.get(name, 0) + 1
         if self.metrics is not None:
             self.metrics.task_restarts.labels(name).inc()
         if self.failing.get(name) != cause:  # once per distinct cause, not once per retry

@@ -86,10 +86,6 @@ class CanaryGuard:
         self._network = _Group("network", canaries, context, location, clock, freshness_s)
         self._resolver = _Group("resolver", resolver_canaries or [], context, location, clock, freshness_s)
 
-    @property
-    def last_verdict(self) -> bool:
-        return self._network.ok
-
     async def network_ok(self) -> bool:
         return await self._network.fresh()
 

@@ -21,7 +21,6 @@ class LoopWatch:
         self.tick_s = tick_s
         self.keep_s = keep_s
         self.stalls: deque[tuple[float, float]] = deque()  # (start, end) in time.monotonic()
-        self.worst_s = 0.0
         self._last_beat = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
@@ -45,7 +44,6 @@ class LoopWatch:
             late = now - self._last_beat - self.tick_s
             if late > self.bound_s:
                 self.stalls.append((self._last_beat + self.tick_s, now))
-                self.worst_s = max(self.worst_s, late)
             while self.stalls and self.stalls[0][1] < now - self.keep_s:
                 self.stalls.popleft()
             self._last_beat = now
