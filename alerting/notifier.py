@@ -26,9 +26,9 @@ from typing import Any
 from alerting.outbox import Notice, Outbox
 from alerting.render import notice, span, when
 from alerting.subscribers import Subscribers
-from didban.config import DidbanConfig, RecipientConfig
-from didban.model import Credit, MaintenanceWindow, Outage, OutageEvent
-from didban.timefmt import persian_digits
+from core.config import DidbanConfig, RecipientConfig
+from core.model import Credit, MaintenanceWindow, Outage, OutageEvent
+from core.timefmt import persian_digits
 from sla_calc.month import notice_verdict
 
 _CHANNEL_KIND = {"email": "email", "kavenegar": "sms", "http_sms": "sms", "webhook": "webhook"}

@@ -17,7 +17,7 @@ import jinja2
 
 from alerting.outbox import Notice
 from alerting.sms import fit
-from didban.timefmt import jalali, persian_digits
+from core.timefmt import jalali, persian_digits
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KINDS = ("outage_opened", "outage_closed", "maintenance_announced", "maintenance_reminder", "maintenance_started",

@@ -19,8 +19,8 @@ from alerting.dispatcher import Dispatcher
 from alerting.notifier import Notifier
 from alerting.outbox import Outbox
 from alerting.subscribers import Subscribers
-from didban.config import DidbanConfig, Secrets
-from didban.model import Credit
+from core.config import DidbanConfig, Secrets
+from core.model import Credit
 from sla_calc.month import truncate_percent
 
 

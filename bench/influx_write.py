@@ -32,7 +32,7 @@ def cpu() -> float:
 
 
 def config():  # type: ignore[no-untyped-def]
-    from didban.config import DidbanConfig
+    from core.config import DidbanConfig
 
     return DidbanConfig.model_validate({
         "agreements": [{"id": "sla", "title": "t", "valid_from": "1400-01-01", "valid_until": "1410-12-29",
@@ -45,7 +45,7 @@ def config():  # type: ignore[no-untyped-def]
 
 
 def results(start: int, count: int, offset: int) -> list:  # type: ignore[type-arg]
-    from didban.model import ProbeResult, Status
+    from core.model import ProbeResult, Status
 
     return [ProbeResult(f"svc-{(offset + i) // 100 % 100}-{(offset + i) % 100}", "tabriz", start + offset + i,
                         Status.UP if i % 50 else Status.DOWN, 25.0, None if i % 50 else "timeout")

@@ -82,8 +82,8 @@ async def fanout(count: int, smtp_port: int, sms_port: int) -> dict[str, Any]:
     from alerting.notifier import Notifier
     from alerting.outbox import Outbox
     from alerting.subscribers import Subscribers
-    from didban.config import DidbanConfig, Secrets
-    from didban.model import Outage, OutageEvent
+    from core.config import DidbanConfig, Secrets
+    from core.model import Outage, OutageEvent
 
     config = DidbanConfig.model_validate({
         "agreements": [{"id": "sla", "title": "t", "valid_from": "1400-01-01", "valid_until": "1410-12-29",

@@ -87,7 +87,7 @@ def farm_requests(port: int) -> int:
 
 
 def bench_config(port: int, endpoints: int, interval: float, jitter: float, concurrency: int) -> Any:
-    from didban.config import DidbanConfig
+    from core.config import DidbanConfig
 
     services = [
         {"id": f"svc-{i}", "name": {"fa": f"خدمت {i}", "en": f"Service {i}"}, "agreement": "sla",

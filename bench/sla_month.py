@@ -37,8 +37,8 @@ MONTH_TEXT = "1403-07"
 def month_report(services: int, interval_s: int, db: Path) -> dict[str, Any]:
     from collector.sqlite_store import SqliteStore
     from collector.store import Batch
-    from didban.config import DidbanConfig
-    from didban.model import Exclusion, MaintenanceWindow, ProbeResult, Status
+    from core.config import DidbanConfig
+    from core.model import Exclusion, MaintenanceWindow, ProbeResult, Status
     from didban.settlement import settle
     from sla_calc.periods import JalaliMonth
 
@@ -98,7 +98,7 @@ def month_report(services: int, interval_s: int, db: Path) -> dict[str, Any]:
 
 def write_pack(folder: Path, days: int) -> int:
     """One service checked every second, with an outage every day."""
-    from didban.model import iso_utc
+    from core.model import iso_utc
     from sla_calc.periods import JalaliMonth
 
     start = JalaliMonth.parse(MONTH_TEXT).start_ms()

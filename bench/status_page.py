@@ -45,8 +45,8 @@ def config_dict() -> dict[str, Any]:
 def build_store(db: Path) -> dict[str, Any]:
     from collector.sqlite_store import SqliteStore
     from collector.store import Batch, OutageChange
-    from didban.config import DidbanConfig
-    from didban.model import ProbeResult, Status
+    from core.config import DidbanConfig
+    from core.model import ProbeResult, Status
 
     config = DidbanConfig.model_validate(config_dict())
     rng = random.Random(7)
@@ -77,7 +77,7 @@ def build_store(db: Path) -> dict[str, Any]:
 def server_worker(db: str, port: int) -> None:
     from aiohttp import web
 
-    from didban.config import DidbanConfig
+    from core.config import DidbanConfig
     from didban.web.app import WebContext, build_app
 
     context = WebContext(DidbanConfig.model_validate(config_dict()), db)

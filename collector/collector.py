@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 
 from collector.journal import Journal
 from collector.store import Batch, OutageChange, Store, StoreUnavailable
-from didban.model import Outage, OutageEvent, ProbeResult
-from didban.timefmt import jalali
+from core.model import Outage, OutageEvent, ProbeResult
+from core.timefmt import jalali
 from sla_calc.derive import RunTracker
 
 log = logging.getLogger("didban.collector")

@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from didban.config import DidbanConfig
-from didban.model import ServiceMonth
+from core.config import DidbanConfig
+from core.model import ServiceMonth
 from sla_calc.month import truncate_percent
 from sla_calc.periods import JalaliMonth
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from didban.model import ProbeResult, Status
+from core.model import ProbeResult, Status
 
 log = logging.getLogger("didban.journal")
 

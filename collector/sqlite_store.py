@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.store import Batch, OutageChange, StoreUnavailable
-from didban.model import Credit, Exclusion, MaintenanceWindow, Outage, ProbeResult, ServiceState, Status
-from didban.tracking import new_code
+from core.model import Credit, Exclusion, MaintenanceWindow, Outage, ProbeResult, ServiceState, Status
+from core.tracking import new_code
 from sla_calc.derive import Segment, TrackerState, derive_segments
 
 log = logging.getLogger("didban.store")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from didban.model import Outage, ProbeResult, ServiceState
+from core.model import Outage, ProbeResult, ServiceState
 from sla_calc.derive import Segment, TrackerState
 
 

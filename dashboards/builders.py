@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from didban.config import AgencyConfig, DidbanConfig
+from core.config import AgencyConfig, DidbanConfig
 
 DATASOURCE_UID = "didban-influxdb"
 DATASOURCE = {"type": "influxdb", "uid": DATASOURCE_UID}

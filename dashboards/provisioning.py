@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from core.config import DidbanConfig
 from dashboards.builders import all_dashboards, datasource
-from didban.config import DidbanConfig
 
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards"
 

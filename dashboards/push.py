@@ -19,8 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from core.config import DidbanConfig
 from dashboards.builders import all_dashboards, datasource
-from didban.config import DidbanConfig
 
 
 class GrafanaError(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from didban.config import ConfigError, DidbanConfig, load_config
+from core.config import ConfigError, DidbanConfig, load_config
 from didban.pack_reader import DEFAULT_MAX_PACK_BYTES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TAMPERED = 0, 1, 2, 3
@@ -92,7 +92,7 @@ def cmd_condition(args: argparse.Namespace) -> int:
 def _adhoc_probe(args: argparse.Namespace) -> Any:
     from pydantic import TypeAdapter, ValidationError
 
-    from didban.config import ProbeConfig
+    from core.config import ProbeConfig
 
     fields: dict[str, Any] = {"type": args.type}
     if args.type == "http":
@@ -177,7 +177,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _status_rows(config: DidbanConfig, db_path: str) -> list[dict[str, Any]]:
     from collector.sqlite_store import SqliteStore
-    from didban.timefmt import jalali
+    from core.timefmt import jalali
 
     with SqliteStore(db_path) as store:
         states = store.states()
@@ -240,7 +240,7 @@ async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive:
                 secrets_file: str | None = None, events: Any = None) -> int:
     """Run the engine until a signal (or ``duration``), showing live state when asked."""
     from collector.sqlite_store import SqliteStore
-    from didban.config import Secrets
+    from core.config import Secrets
     from didban.engine import Engine
     from didban.metrics import Metrics
 
@@ -311,7 +311,7 @@ def _influx_sink(config: DidbanConfig, db_path: str, secrets_file: str | None) -
     import os
 
     from collector.influx_sink import InfluxSink
-    from didban.config import InfluxConfig, Secrets
+    from core.config import InfluxConfig, Secrets
 
     influx = config.store.influxdb
     if influx is None and os.environ.get("DIDBAN_INFLUXDB_URL"):  # e.g. deploy/docker-compose.yml
@@ -331,7 +331,7 @@ def cmd_influx_backfill(args: argparse.Namespace) -> int:
     if sink is None:
         print("didban influx backfill: no store.influxdb in the config", file=sys.stderr)
         return EXIT_USAGE
-    from didban.timefmt import jalali
+    from core.timefmt import jalali
 
     since_ms = _instant(args.since)  # Jalali or ISO; a bare date is a Tehran date
     print(f"rewriting points since {jalali(since_ms)} Tehran …", file=sys.stderr)
@@ -348,8 +348,8 @@ def cmd_influx_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboards_push(args: argparse.Namespace) -> int:
+    from core.config import Secrets
     from dashboards.push import GrafanaError, push
-    from didban.config import Secrets
 
     config = _load(args.config)
     secrets = Secrets.load(args.secrets_file)
@@ -411,7 +411,7 @@ def _web_from_environment(config: DidbanConfig) -> DidbanConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from didban.config import Secrets
+    from core.config import Secrets
 
     config = _web_from_environment(_load(args.config))
     Secrets.load(args.secrets_file)  # fail early on a malformed secrets file; values stay unlogged
@@ -527,8 +527,8 @@ def cmd_sla_close(args: argparse.Namespace) -> int:
 
 
 def cmd_sla_credits(args: argparse.Namespace) -> int:
-    from didban.model import iso_utc
-    from didban.timefmt import jalali
+    from core.model import iso_utc
+    from core.timefmt import jalali
 
     config = _load(args.config)
     with _store(config, args.db) as store:
@@ -592,7 +592,7 @@ def cmd_sla_replay(args: argparse.Namespace) -> int:
 
 
 def _instant(text: str) -> int:
-    from didban.timefmt import BadInstant, parse_instant
+    from core.timefmt import BadInstant, parse_instant
 
     try:
         return parse_instant(text)
@@ -610,7 +610,7 @@ def _services(config: DidbanConfig, text: str) -> tuple[str, ...]:
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
-    from didban.timefmt import jalali
+    from core.timefmt import jalali
 
     config = _load(args.config)
     with _store(config, args.db) as store:
@@ -650,9 +650,9 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 
 def cmd_exclusion(args: argparse.Namespace) -> int:
-    from didban.model import Exclusion
-    from didban.timefmt import jalali
-    from didban.tracking import new_code
+    from core.model import Exclusion
+    from core.timefmt import jalali
+    from core.tracking import new_code
 
     config = _load(args.config)
     with _store(config, args.db) as store:
@@ -684,7 +684,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     from alerting.channels import build_channels
     from alerting.dispatcher import Dispatcher
     from alerting.outbox import Outbox
-    from didban.config import Secrets
+    from core.config import Secrets
 
     config = _load(args.config)
     channel = next((c for c in config.alerting.channels if c.id == args.channel), None)
@@ -758,7 +758,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from didban.timefmt import jalali
+    from core.timefmt import jalali
     from didban.web.records import WebRecords
 
     config = _load(args.config)

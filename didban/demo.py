@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from didban.config import CanaryConfig, DidbanConfig, HttpProbeConfig, ServiceConfig
+from core.config import CanaryConfig, DidbanConfig, HttpProbeConfig, ServiceConfig
 
 MAINTENANCE_PAGE = (
     "<!doctype html><html lang='fa' dir='rtl'><meta charset='utf-8'>"

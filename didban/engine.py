@@ -29,8 +29,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from collector.collector import Collector, ServicePolicy
 from collector.journal import Journal
 from collector.store import Store
-from didban.config import DidbanConfig
-from didban.model import ErrorClass, OutageEvent, ProbeResult, Status
+from core.config import DidbanConfig
+from core.model import ErrorClass, OutageEvent, ProbeResult, Status
 from didban.supervisor import Supervisor
 from probes.base import ProbeContext
 from probes.canary import CanaryGuard

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from didban.model import (
+from core.model import (
     AgreementTerms,
     CreditTier,
     Exclusion,

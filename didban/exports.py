@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from collector.sqlite_store import SqliteStore
-from didban.config import DidbanConfig
+from core.config import DidbanConfig
+from core.model import iso_utc
+from core.timefmt import jalali, persian_digits
 from didban.evidence import archive_bytes, maintenance_to_json, tail_end, write_pack
-from didban.model import iso_utc
 from didban.settlement import SettledMonth, Snapshot, snapshot
-from didban.timefmt import jalali, persian_digits
 from didban.web.records import WebRecords
 from sla_calc.month import truncate_percent
 from sla_calc.periods import JalaliMonth

@@ -15,8 +15,8 @@ import time
 from collections import deque
 from typing import Any
 
-from didban.model import OutageEvent, ProbeResult, Status
-from didban.timefmt import jalali
+from core.model import OutageEvent, ProbeResult, Status
+from core.timefmt import jalali
 
 
 def _minutes(ms: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from didban.model import ProbeResult
+from core.model import ProbeResult
 
 _VERDICT = {"up": 1, "down": 0, "unknown": -1}
 

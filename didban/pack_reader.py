@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from orjson import loads as _loads  # parses a pack's millions of lines several times faster than json
 
+from core.model import AgreementTerms, MonthReport, ServiceTerms, Status
 from didban.evidence import (
     MANIFEST,
     PACK_FILES,
@@ -46,7 +47,6 @@ from didban.evidence import (
     tail_end,
     terms_from_json,
 )
-from didban.model import AgreementTerms, MonthReport, ServiceTerms, Status
 from sla_calc.derive import Segment, derive_segments
 from sla_calc.periods import BadMonth, JalaliMonth
 

@@ -26,18 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.sqlite_store import SqliteStore
-from didban.config import AgreementConfig, DidbanConfig
-from didban.evidence import (
-    PackContents,
-    archive_bytes,
-    compute_month,
-    evidence_files,
-    report_json,
-    seal,
-    tail_end,
-    unarchive,
-)
-from didban.model import (
+from core.config import AgreementConfig, DidbanConfig
+from core.model import (
     AgreementTerms,
     Credit,
     CreditTier,
@@ -48,9 +38,19 @@ from didban.model import (
     ServiceTerms,
     iso_utc,
 )
+from core.timefmt import jalali
+from core.tracking import new_code
+from didban.evidence import (
+    PackContents,
+    archive_bytes,
+    compute_month,
+    evidence_files,
+    report_json,
+    seal,
+    tail_end,
+    unarchive,
+)
 from didban.pack_reader import compute_files
-from didban.timefmt import jalali
-from didban.tracking import new_code
 from sla_calc.closing import adjustments_needed
 from sla_calc.derive import Segment
 from sla_calc.month import NoticeVerdict, downtime_in, exclusions_for, notice_verdict

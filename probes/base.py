@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from didban.model import ErrorClass
+from core.model import ErrorClass
 from probes.conditions import CheckFacts
 
 

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from didban.model import Status
+from core.model import Status
 from probes.base import ProbeContext
 from probes.runner import CompiledCheck, run_check
 

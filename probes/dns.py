@@ -8,8 +8,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from didban.config import DnsProbeConfig
-from didban.model import ErrorClass
+from core.config import DnsProbeConfig
+from core.model import ErrorClass
 from probes.base import ProbeContext, ProbeFailure
 from probes.conditions import CheckFacts
 

@@ -9,8 +9,8 @@ from functools import lru_cache
 import aiohttp
 from yarl import URL
 
-from didban.config import HttpProbeConfig
-from didban.model import ErrorClass
+from core.config import HttpProbeConfig
+from core.model import ErrorClass
 from probes.base import ProbeContext, ProbeFailure
 from probes.conditions import CheckFacts, json_eval
 from probes.tls import handshake

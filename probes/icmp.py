@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 
-from didban.config import IcmpProbeConfig
+from core.config import IcmpProbeConfig
 from probes.base import ProbeContext
 from probes.conditions import CheckFacts
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from didban.config import ResolveProbeConfig
+from core.config import ResolveProbeConfig
 from probes.base import ProbeContext
 from probes.conditions import CheckFacts
 

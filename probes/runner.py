@@ -20,8 +20,8 @@ from dataclasses import dataclass, fields
 import aiohttp
 import dns.exception
 
-from didban.config import ProbeConfig, ServiceConfig, TlsProbeConfig
-from didban.model import ErrorClass, ProbeResult, Status
+from core.config import ProbeConfig, ServiceConfig, TlsProbeConfig
+from core.model import ErrorClass, ProbeResult, Status
 from probes import PROBES
 from probes.base import ProbeContext, ProbeFailure
 from probes.conditions import CheckFacts, Condition, ConditionResult

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from didban.config import TcpProbeConfig
-from didban.model import ErrorClass
+from core.config import TcpProbeConfig
+from core.model import ErrorClass
 from probes.base import ProbeContext, ProbeFailure
 from probes.conditions import CheckFacts
 

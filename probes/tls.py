@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from didban.config import TlsProbeConfig
+from core.config import TlsProbeConfig
 from probes.base import ProbeContext
 from probes.certificates import expiry_ms_from_der
 from probes.conditions import CheckFacts

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from didban.model import Credit, ServiceMonth
+from core.model import Credit, ServiceMonth
 from sla_calc.periods import JalaliMonth
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from didban.model import (
+from core.model import (
     CreditTier,
     Exclusion,
     LateMaintenance,

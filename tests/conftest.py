@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from didban.config import DidbanConfig
+from core.config import DidbanConfig
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

@@ -9,7 +9,7 @@ import sys
 from alerting.channels import build_channels
 from alerting.dispatcher import Dispatcher
 from alerting.outbox import Outbox
-from didban.config import DidbanConfig, Secrets
+from core.config import DidbanConfig, Secrets
 
 
 async def main(config: DidbanConfig, db: str) -> None:

@@ -29,8 +29,8 @@ from alerting.outbox import Notice, Outbox
 from alerting.render import KINDS, render
 from alerting.sms import fit, segments
 from alerting.subscribers import Subscribers
-from didban.config import DidbanConfig, Secrets
-from didban.model import MaintenanceWindow, Outage, OutageEvent
+from core.config import DidbanConfig, Secrets
+from core.model import MaintenanceWindow, Outage, OutageEvent
 from sla_calc.burnrate import BurnRule, BurnWindow, error_budget_ms, firing
 from tests.conftest import free_port, make_config
 from tests.kavenegar_standin import KavenegarStandIn

@@ -78,7 +78,7 @@ async def test_a_simulated_outage_appears_on_the_page(browser: Any, site: tuple[
     import time
 
     from collector.store import Batch, OutageChange
-    from didban.model import ProbeResult, Status
+    from core.model import ProbeResult, Status
 
     now = int(time.time() * 1000)
     store = SqliteStore(db_path)

@@ -10,8 +10,8 @@ import pytest
 
 from collector.collector import Collector, ServicePolicy
 from collector.sqlite_store import SqliteStore
-from didban.model import OutageEvent, ProbeResult, Status
-from didban.tracking import is_valid
+from core.model import OutageEvent, ProbeResult, Status
+from core.tracking import is_valid
 from sla_calc.derive import derive_segments
 
 INTERVAL_MS = 60_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from didban.config import ConfigError, Secrets, load_config
+from core.config import ConfigError, Secrets, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,13 +149,13 @@ INSTANTS = [
 def test_times_are_read_as_people_write_them(typed: str, meant: str, why: str) -> None:
     from datetime import datetime
 
-    from didban.timefmt import parse_instant
+    from core.timefmt import parse_instant
 
     assert parse_instant(typed) == int(datetime.fromisoformat(meant).timestamp() * 1000)
 
 
 def test_a_time_that_is_no_time_is_refused_with_an_example() -> None:
-    from didban.timefmt import BadInstant, parse_instant
+    from core.timefmt import BadInstant, parse_instant
 
     with pytest.raises(BadInstant, match="1405/09/20 10:00"):
         parse_instant("next tuesday")

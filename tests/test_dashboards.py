@@ -17,10 +17,10 @@ from ruamel.yaml import YAML
 from collector.influx_sink import InfluxSink
 from collector.sqlite_store import SqliteStore
 from collector.store import Batch, OutageChange
+from core.config import load_config
+from core.model import MaintenanceWindow, ProbeResult, Status
 from dashboards.builders import DATASOURCE_UID, all_dashboards
 from dashboards.provisioning import export
-from didban.config import load_config
-from didban.model import MaintenanceWindow, ProbeResult, Status
 from tests.conftest import make_config
 from tests.test_influx import influxdb, influxql  # noqa: F401 - the fixture is used by name
 
@@ -108,7 +108,7 @@ def test_every_dashboard_query_returns_the_expected_numbers(influxdb: str, db_pa
                OutageChange("portal", now - 29 * 60_000, opening=False)]
     store.write(Batch(results=results, changes=changes))
     store.add_maintenance(MaintenanceWindow("MW-1", ("portal",), now + 3_600_000, now + 7_200_000, now), "ارتقا")
-    from didban.model import Exclusion
+    from core.model import Exclusion
 
     store.add_exclusion(Exclusion("EX-1", ("*",), now - 39 * 60_000, now - 34 * 60_000, "national link"), now)
     store.close()

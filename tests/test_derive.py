@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from didban.model import Status
+from core.model import Status
 from sla_calc.derive import RunTracker, Transition, derive_segments, quorum_segments
 
 INTERVAL = 60  # seconds

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from collector.sqlite_store import SqliteStore
+from core.model import OutageEvent, Status
 from didban.engine import Engine
-from didban.model import OutageEvent, Status
 from tests.conftest import make_config
 
 
@@ -132,7 +132,7 @@ async def test_retention_compacts_old_results_into_segments(db_path: Path) -> No
     import time as clock
 
     from collector.store import Batch
-    from didban.model import ProbeResult
+    from core.model import ProbeResult
 
     now = clock.time()
     old = int((now - 100 * 86400) * 1000)
@@ -156,7 +156,7 @@ async def test_materialize_job_stores_segments_up_to_an_hour_ago(db_path: Path) 
     import time as clock
 
     from collector.store import Batch
-    from didban.model import ProbeResult
+    from core.model import ProbeResult
 
     now = clock.time()
     start = int((now - 3 * 3600) * 1000)

@@ -18,7 +18,7 @@ import pytest
 from collector.influx_sink import InfluxSink, check_line
 from collector.sqlite_store import SqliteStore
 from collector.store import Batch
-from didban.model import ProbeResult, Status
+from core.model import ProbeResult, Status
 from tests.conftest import free_port, make_config, wait_http
 
 pytestmark = pytest.mark.skipif(shutil.which("victoria-metrics") is None,

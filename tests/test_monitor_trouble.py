@@ -25,7 +25,7 @@ import pytest
 
 from collector.sqlite_store import SqliteStore
 from collector.store import Batch
-from didban.model import ProbeResult, Status
+from core.model import ProbeResult, Status
 from didban.web.records import WebRecords
 from sla_calc.periods import JalaliMonth
 from tests.conftest import free_port, wait_http

@@ -16,8 +16,8 @@ from typing import Any
 
 from collector.influx_sink import InfluxSink
 from collector.sqlite_store import SqliteStore
+from core.model import Exclusion, MaintenanceWindow
 from didban.metrics import Metrics
-from didban.model import Exclusion, MaintenanceWindow
 from didban.web.app import CONTEXT, WebContext, build_app
 from didban.web.status import StatusBoard
 from sla_calc.month import truncate_percent

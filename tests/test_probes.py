@@ -16,9 +16,9 @@ import trustme
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from didban.config import ProbeConfig
+from core.config import ProbeConfig
+from core.model import Status
 from didban.engine import make_session
-from didban.model import Status
 from probes.base import ProbeContext
 from probes.icmp import icmp_available
 from probes.runner import CheckOutcome, compile_check, run_check

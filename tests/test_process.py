@@ -214,7 +214,7 @@ async def test_backfill_with_influxdb_unreachable_says_so_in_one_line(tmp_path: 
     config.write_text(text.replace("  retention_days: 90", f"  retention_days: 90\n  influxdb: {{url: "
                                    f"\"http://127.0.0.1:{free_port()}\"}}"), encoding="utf-8")
     from collector.store import Batch
-    from didban.model import ProbeResult, Status
+    from core.model import ProbeResult, Status
 
     with SqliteStore(tmp_path / "d.sqlite") as store:
         store.write(Batch(results=[ProbeResult("eaz-portal", "tabriz-dc", 1_727_000_000_000, Status.UP, 5.0)]))

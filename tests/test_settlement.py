@@ -18,12 +18,12 @@ import pytest
 
 from collector.sqlite_store import SqliteStore
 from collector.store import Batch
-from didban.config import DidbanConfig
+from core.config import DidbanConfig
+from core.model import Exclusion, MaintenanceWindow, ProbeResult, Status
+from core.tracking import is_valid
 from didban.exports import export
-from didban.model import Exclusion, MaintenanceWindow, ProbeResult, Status
 from didban.pack_reader import replay
 from didban.settlement import close_month, settle, snapshot
-from didban.tracking import is_valid
 from sla_calc.closing import due_months
 from sla_calc.periods import JalaliMonth
 from tests.conftest import ARTIFACTS, make_config

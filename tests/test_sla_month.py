@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import pytest
 
-from didban.model import CreditTier, Exclusion, MaintenanceWindow, ServiceTerms, Status
+from core.model import CreditTier, Exclusion, MaintenanceWindow, ServiceTerms, Status
 from sla_calc.derive import derive_segments
 from sla_calc.month import credit_for, settle_service, truncate_percent
 from sla_calc.periods import BadMonth, JalaliMonth

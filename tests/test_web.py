@@ -19,10 +19,10 @@ from aiohttp.test_utils import TestClient
 
 from collector.sqlite_store import SqliteStore
 from collector.store import Batch, OutageChange
-from didban.config import DidbanConfig
+from core.config import DidbanConfig
+from core.model import ProbeResult, Status
 from didban.engine import Engine
 from didban.metrics import Metrics
-from didban.model import ProbeResult, Status
 from didban.web.app import CONTEXT, WebContext, build_app, check_challenge
 from didban.web.records import WebRecords
 from tests.conftest import make_config

@@ -20,8 +20,8 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from collector.sqlite_store import SqliteStore
-from didban.model import Exclusion, MaintenanceWindow, iso_utc
-from didban.tracking import new_code
+from core.model import Exclusion, MaintenanceWindow, iso_utc
+from core.tracking import new_code
 
 log = logging.getLogger("didban.web")
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}

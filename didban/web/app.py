@@ -27,9 +27,9 @@ from alerting.addresses import BadAddress
 from alerting.notifier import Notifier
 from alerting.outbox import Outbox
 from alerting.subscribers import Subscribers, TooManyCodes
-from didban.config import DidbanConfig
-from didban.model import ProbeResult, Status
-from didban.timefmt import jalali
+from core.config import DidbanConfig
+from core.model import ProbeResult, Status
+from core.timefmt import jalali
 from didban.web.i18n import elapsed, label, numbers
 from didban.web.records import WebRecords
 from didban.web.status import StatusBoard

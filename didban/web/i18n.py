@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from didban.timefmt import persian_digits
+from core.timefmt import persian_digits
 
 LABELS: dict[str, dict[str, str]] = {
     "title": {"fa": "وضعیت خدمات الکترونیکی", "en": "E-service status"},

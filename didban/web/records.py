@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from didban.tracking import new_code
+from core.tracking import new_code
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS receipts (

@@ -21,10 +21,10 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from collector.sqlite_store import SqliteStore
-from didban.config import DidbanConfig, ServiceConfig
-from didban.model import Outage, ServiceMonth
+from core.config import DidbanConfig, ServiceConfig
+from core.model import Outage, ServiceMonth
+from core.timefmt import TEHRAN, jalali
 from didban.settlement import settle
-from didban.timefmt import TEHRAN, jalali
 from didban.web.i18n import label, numbers
 from sla_calc.derive import quorum_segments
 from sla_calc.intervals import clip, intersection, measure, union

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import jdatetime
 
-from didban.model import ms_to_datetime
+from core.model import ms_to_datetime
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 _PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
