@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from alerting.channels import Channel, DeliveryError
-from alerting.outbox import Notice, Outbox
+from store.contract import Notice, OutboxStore
 
 log = logging.getLogger("didban.alerting")
 
@@ -39,7 +39,7 @@ class TokenBucket:
 
 
 class Dispatcher:
-    def __init__(self, outbox: Outbox, channels: dict[str, Channel], *, clock: Callable[[], float] = time.time,
+    def __init__(self, outbox: OutboxStore, channels: dict[str, Channel], *, clock: Callable[[], float] = time.time,
                  concurrency: int = 32, poll_seconds: float = 0.2) -> None:
         self.outbox = outbox
         self.channels = channels

@@ -23,13 +23,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alerting.outbox import Notice, Outbox
 from alerting.render import notice, span, when
-from alerting.subscribers import Subscribers
 from core.config import DidbanConfig, RecipientConfig
 from core.model import Credit, MaintenanceWindow, Outage, OutageEvent
 from core.timefmt import persian_digits
 from sla_calc.month import notice_verdict
+from store.contract import Notice, OutboxStore, SubscriberStore
 
 _CHANNEL_KIND = {"email": "email", "kavenegar": "sms", "http_sms": "sms", "webhook": "webhook"}
 MINUTE = 60_000
@@ -45,7 +44,7 @@ class Recipient:
 
 
 class Notifier:
-    def __init__(self, config: DidbanConfig, outbox: Outbox, subscribers: Subscribers) -> None:
+    def __init__(self, config: DidbanConfig, outbox: OutboxStore, subscribers: SubscriberStore) -> None:
         self.config = config
         self.alerting = config.alerting
         self.outbox = outbox

@@ -15,9 +15,9 @@ from typing import Any
 
 import jinja2
 
-from alerting.outbox import Notice
 from alerting.sms import fit
 from core.timefmt import jalali, persian_digits
+from store.contract import Notice
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KINDS = ("outage_opened", "outage_closed", "maintenance_announced", "maintenance_reminder", "maintenance_started",

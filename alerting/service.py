@@ -1,8 +1,8 @@
 """The alerting service inside the running process: a notifier and a dispatcher on one outbox.
 
-Each side has its own SQLite connection to the store's file, used from one
-thread only: the notifier's on a worker thread of its own, the outbox
-dispatcher's on another.  WAL lets them and the collector work side by side.
+Each side is given its own outbox (its own connection to the store), used
+from one thread only: the notifier's on a worker thread of its own, the
+outbox dispatcher's on another.
 """
 
 from __future__ import annotations
@@ -11,24 +11,23 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from alerting.channels import build_channels
 from alerting.dispatcher import Dispatcher
 from alerting.notifier import Notifier
-from alerting.outbox import Outbox
-from alerting.subscribers import Subscribers
 from core.config import DidbanConfig, Secrets
 from core.model import Credit
 from sla_calc.month import truncate_percent
+from store.contract import OutboxStore, SubscriberStore
 
 
 class Alerts:
-    def __init__(self, config: DidbanConfig, db_path: str | Path, secrets: Secrets,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.notifier = Notifier(config, Outbox(db_path), Subscribers(db_path))
-        self.dispatcher = Dispatcher(Outbox(db_path), build_channels(config.alerting.channels, secrets), clock=clock)
+    def __init__(self, config: DidbanConfig, notices: OutboxStore, subscribers: SubscriberStore,
+                 delivery: OutboxStore, secrets: Secrets, clock: Callable[[], float] = time.time) -> None:
+        """``notices`` is the notifier's outbox, ``delivery`` the dispatcher's: one connection each."""
+        self.notifier = Notifier(config, notices, subscribers)
+        self.dispatcher = Dispatcher(delivery, build_channels(config.alerting.channels, secrets), clock=clock)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-notifier")
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

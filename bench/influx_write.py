@@ -54,14 +54,18 @@ def results(start: int, count: int, offset: int) -> list:  # type: ignore[type-a
 
 async def run(backlog: int, sustained_s: float, vm_url: str, db: Path) -> dict[str, float]:
     from collector.influx_sink import InfluxSink
-    from collector.sqlite_store import SqliteStore
-    from collector.store import Batch
+    from didban.settlement import settle
+    from store.backend import Backend
+    from store.contract import Batch
+    from store.sql_store import SqliteStore
 
     store = SqliteStore(db)
     start = int(time.time() * 1000) - 86_400_000
     for offset in range(0, backlog, 50_000):
         store.write(Batch(results=results(start, min(50_000, backlog - offset), offset)))
-    sink = InfluxSink(config(), db, url=vm_url, org="didban", bucket="didban", token="", batch_size=10_000)
+    backend = Backend(path=db)
+    sink = InfluxSink(config(), backend.feed(), backend.store, settle, url=vm_url, org="didban", bucket="didban",
+                      token="", batch_size=10_000)
     c0, t0 = cpu(), time.perf_counter()
     drained = 0
     while written := await sink.replicate_once():

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from store.schema import open_sqlite
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -80,10 +82,10 @@ async def fanout(count: int, smtp_port: int, sms_port: int) -> dict[str, Any]:
     from alerting.channels import build_channels
     from alerting.dispatcher import Dispatcher
     from alerting.notifier import Notifier
-    from alerting.outbox import Outbox
-    from alerting.subscribers import Subscribers
     from core.config import DidbanConfig, Secrets
     from core.model import Outage, OutageEvent
+    from store.outbox import Outbox
+    from store.subscribers import Subscribers
 
     config = DidbanConfig.model_validate({
         "agreements": [{"id": "sla", "title": "t", "valid_from": "1400-01-01", "valid_until": "1410-12-29",
@@ -101,12 +103,12 @@ async def fanout(count: int, smtp_port: int, sms_port: int) -> dict[str, Any]:
     })
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.sqlite"
-        subscribers = Subscribers(db)
+        subscribers = Subscribers(open_sqlite(db))
         for i in range(count):
             for kind, address in (("email", f"citizen{i}@mail.ir"), ("sms", f"0912{i:07d}")):
                 subscriber = subscribers.subscribe("portal", kind, address, "fa", 0)
                 subscribers.confirm("portal", kind, subscriber.address, subscriber.code)
-        notifier = Notifier(config, Outbox(db), subscribers)
+        notifier = Notifier(config, Outbox(open_sqlite(db)), subscribers)
         t0 = time.perf_counter()
         queued = notifier.outage_event(
             OutageEvent("outage_opened", Outage(1, "portal", 1_727_000_000_000, None, "timeout", "OT-7K3M-Q9TX")),
@@ -116,7 +118,7 @@ async def fanout(count: int, smtp_port: int, sms_port: int) -> dict[str, Any]:
         secrets = Secrets(sms_api_key="BENCH-KEY")  # type: ignore[arg-type]
         for channel_id in ("mail", "sms"):
             channels = build_channels([c for c in config.alerting.channels if c.id == channel_id], secrets)
-            outbox = Outbox(db)
+            outbox = Outbox(open_sqlite(db))
             dispatcher = Dispatcher(outbox, channels, concurrency=64)
             t1 = time.perf_counter()
             await dispatcher.drain(600)

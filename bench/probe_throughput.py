@@ -108,9 +108,9 @@ def bench_config(port: int, endpoints: int, interval: float, jitter: float, conc
 async def didban_throughput(port: int, endpoints: int, concurrency: int, duration: float, warmup: float,
                             keepalive: bool, db: str) -> dict[str, Any]:
     """C workers cycling over N services through Engine.check → collector → SQLite."""
-    from collector.sqlite_store import SqliteStore
     from didban.engine import Engine
     from probes.runner import compile_service
+    from store.sql_store import SqliteStore
 
     config = bench_config(port, endpoints, 60, 0, concurrency)
     store = SqliteStore(db)
@@ -158,8 +158,8 @@ async def didban_throughput(port: int, endpoints: int, concurrency: int, duratio
 
 async def didban_scale(port: int, services: int, interval: float, seconds: float, db: str) -> dict[str, Any]:
     """The real engine (APScheduler) with ``services`` jobs at ``interval`` for ``seconds``."""
-    from collector.sqlite_store import SqliteStore
     from didban.engine import Engine
+    from store.sql_store import SqliteStore
 
     config = bench_config(port, services, interval, interval, 256)
     store = SqliteStore(db)

@@ -35,12 +35,12 @@ MONTH_TEXT = "1403-07"
 
 
 def month_report(services: int, interval_s: int, db: Path) -> dict[str, Any]:
-    from collector.sqlite_store import SqliteStore
-    from collector.store import Batch
     from core.config import DidbanConfig
     from core.model import Exclusion, MaintenanceWindow, ProbeResult, Status
     from didban.settlement import settle
     from sla_calc.periods import JalaliMonth
+    from store.contract import Batch
+    from store.sql_store import SqliteStore
 
     month = JalaliMonth.parse(MONTH_TEXT)
     start, end = month.bounds()

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from store.backend import Backend
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 AGENCIES, PER_AGENCY, DAYS, INTERVAL_S = 10, 50, 90, 1800
@@ -43,10 +45,10 @@ def config_dict() -> dict[str, Any]:
 
 
 def build_store(db: Path) -> dict[str, Any]:
-    from collector.sqlite_store import SqliteStore
-    from collector.store import Batch, OutageChange
     from core.config import DidbanConfig
     from core.model import ProbeResult, Status
+    from store.contract import Batch, OutageChange
+    from store.sql_store import SqliteStore
 
     config = DidbanConfig.model_validate(config_dict())
     rng = random.Random(7)
@@ -80,7 +82,7 @@ def server_worker(db: str, port: int) -> None:
     from core.config import DidbanConfig
     from didban.web.app import WebContext, build_app
 
-    context = WebContext(DidbanConfig.model_validate(config_dict()), db)
+    context = WebContext(DidbanConfig.model_validate(config_dict()), Backend(path=Path(db)))
     print("ready", flush=True)
     web.run_app(build_app(context), host="127.0.0.1", port=port, print=None, access_log=None)
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from collector.journal import Journal
-from collector.store import Batch, OutageChange, Store, StoreUnavailable
 from core.model import Outage, OutageEvent, ProbeResult
 from core.timefmt import jalali
 from sla_calc.derive import RunTracker
+from store.contract import Batch, OutageChange, Store, StoreUnavailable
 
 log = logging.getLogger("didban.collector")
 

@@ -1,8 +1,8 @@
-"""Replicating results and outages from SQLite to InfluxDB (the feed Grafana reads).
+"""Replicating results and outages from the store to InfluxDB (the feed Grafana reads).
 
-SQLite stays the system of record: an InfluxDB outage can never change a
+The store stays the system of record: an InfluxDB outage can never change a
 month's figures.  The sink reads the store in order after a persisted cursor
-(the results' rowid, the outages' id), writes line protocol through
+(the results' stored position), writes line protocol through
 influxdb-client's async API, and advances the cursor only after InfluxDB
 accepted the batch.  When InfluxDB is down or slow nothing is lost and
 probing is not touched (the sink has its own connection and task); when it
@@ -20,7 +20,7 @@ Schema (measurement: tags; fields):
   outages — at the month's start time, rewritten every 5 minutes and whenever an outage opens or closes, so
   the last value is the month's figure.  Availability and budget are truncated to two decimals: Grafana
   rounds what it displays, and a rounded-up figure must never look compliant.  The figures are the
-  settlement's own (``didban.settlement.settle``), never a copy.
+  settlement's own (the ``settle`` function the composition root hands over), never a copy.
 - ``maintenance``: agency, service; title, end_ms, notice_hours, meets_notice (0/1), cancelled (0/1) —
   at the window's start (Grafana annotations)
 """
@@ -29,24 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.config import DidbanConfig
 from core.model import ServiceMonth
 from sla_calc.month import truncate_percent
 from sla_calc.periods import JalaliMonth
+from store.contract import FeedSource, Store
 
 log = logging.getLogger("didban.influx")
-_STATUS = ("up", "down", "unknown")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS influx_cursor (stream TEXT PRIMARY KEY, position INTEGER NOT NULL);
-"""
-
 
 def _tag(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
@@ -97,18 +90,22 @@ def _truncate_signed(value: float) -> str:
 
 
 class InfluxSink:
-    def __init__(self, config: DidbanConfig, store_path: str | Path, *, url: str, org: str, bucket: str,
-                 token: str, batch_size: int = 5000, timeout_s: float = 10.0) -> None:
+    """``feed`` reads results in stored order; ``open_store`` gives a store for a worker thread's reads;
+    ``settle(config, store, month, now_ms)`` is the settlement's one computation of a month."""
+
+    def __init__(self, config: DidbanConfig, feed: FeedSource, open_store: Callable[[], Store],
+                 settle: Callable[..., Any], *, url: str, org: str, bucket: str, token: str,
+                 batch_size: int = 5000, timeout_s: float = 10.0) -> None:
         self.url, self.org, self.bucket, self.token = url, org, bucket, token
         self.batch_size = batch_size
         self.timeout_s = timeout_s
         self.written = 0
         self.failures = 0
-        self.store_path = store_path
+        self._feed = feed
+        self._open_store = open_store
+        self._settle = settle
         self._client: Any = None
         self._session: Any = None  # aiohttp, for InfluxDB 1.x's own /write
-        self._db = sqlite3.connect(store_path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        self._db.executescript(SCHEMA)
         self._agency = {service.id: agency.id for agency, service in config.services()}
         self._probe = {service.id: service.probes[0].type for _, service in config.services()}
         self._notice_hours = {service.id: config.agreement(service.agreement).notice_hours
@@ -118,82 +115,71 @@ class InfluxSink:
         self._v1: bool | None = None  # None: not known yet whether the server speaks the v2 write API
 
     def position(self, stream: str) -> int:
-        row = self._db.execute("SELECT position FROM influx_cursor WHERE stream = ?", (stream,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _advance(self, stream: str, position: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO influx_cursor VALUES (?, ?)", (stream, position))
+        return self._feed.position(stream)
 
     def next_results(self, after: int, since_ms: int = 0) -> tuple[list[str], int]:
-        """Line protocol for the results after rowid ``after`` (in order), and the last rowid read."""
-        rows = self._db.execute(
-            "SELECT r.rowid, s.id, l.id, r.ts_ms, r.status, r.latency_ms, r.http_status, r.error, r.cert_days_left "
-            "FROM results r JOIN services s ON s.key = r.service JOIN locations l ON l.key = r.location "
-            "WHERE r.rowid > ? AND r.ts_ms >= ? ORDER BY r.rowid LIMIT ?",
-            (after, since_ms, self.batch_size),
-        ).fetchall()
-        lines = [check_line(self._agency.get(service, ""), service, location, self._probe.get(service, ""), ts,
-                            _STATUS[status], latency, http, error, cert)
-                 for _, service, location, ts, status, latency, http, error, cert in rows]
+        """Line protocol for the results stored after position ``after`` (in order), and the last position read."""
+        rows = self._feed.results_after(after, since_ms, self.batch_size)
+        lines = [check_line(self._agency.get(r.service, ""), r.service, r.location, self._probe.get(r.service, ""),
+                            r.ts_ms, r.status.value, r.latency_ms, r.http_status, r.error, r.cert_days_left)
+                 for _, r in rows]
         return lines, (rows[-1][0] if rows else after)
 
     def outage_lines(self, now_ms: int) -> list[str]:
         """Every outage of the last 400 days, with how much of it qualifying exclusions cover
         (maintenance announced in time, telecom exclusions): few rows, rewritten to update open ones."""
-        from collector.sqlite_store import SqliteStore
         from sla_calc.intervals import intersection, measure
         from sla_calc.month import exclusions_for
 
         since = now_ms - 400 * 86_400_000
-        with SqliteStore(self.store_path) as store:
+        store = self._open_store()
+        try:
             windows = store.maintenance(since, now_ms)
             exclusions = store.exclusions(since, now_ms)
-        rows = self._db.execute(
-            "SELECT s.id, o.start_ms, o.end_ms, o.error, o.tracking_code FROM outages o "
-            "JOIN services s ON s.key = o.service WHERE o.start_ms > ?",
-            (since,),
-        )
+            outages = store.outages(start_ms=since)
+        finally:
+            store.close()
         lines = []
-        for service, start, end, error, code in rows:
-            covering = exclusions_for(service, windows, exclusions, self._notice_hours.get(service, 72.0),
-                                      (start, end if end is not None else now_ms)).intervals
-            excluded = measure(intersection([(start, end if end is not None else now_ms)], covering))
-            lines.append(outage_line(self._agency.get(service, ""), service, start, end, error, code, now_ms,
-                                     excluded))
+        for outage in outages:
+            span = (outage.start_ms, outage.end_ms if outage.end_ms is not None else now_ms)
+            covering = exclusions_for(outage.service, windows, exclusions,
+                                      self._notice_hours.get(outage.service, 72.0), span).intervals
+            excluded = measure(intersection([span], covering))
+            lines.append(outage_line(self._agency.get(outage.service, ""), outage.service, outage.start_ms,
+                                     outage.end_ms, outage.error, outage.tracking_code, now_ms, excluded))
         return lines
 
     def _periodic_lines(self, now_ms: int) -> list[str]:
         return self.outage_lines(now_ms) + self.maintenance_lines()
 
     def maintenance_lines(self) -> list[str]:
-        import json
-
         from sla_calc.month import notice_verdict
 
-        rows = self._db.execute("SELECT id, services, start_ms, end_ms, announced_at_ms, cancelled, title "
-                                "FROM maintenance")
+        store = self._open_store()
+        try:
+            windows = store.maintenance()
+            titles = store.maintenance_titles()
+        finally:
+            store.close()
         lines = []
-        for ident, services, start, end, announced, cancelled, title in rows:
-            names = json.loads(services)
-            for service in (list(self._agency) if "*" in names else names):
-                notice = notice_verdict(start, announced, self._notice_hours.get(service, 72.0))
-                fields = [f"title={_string(title or ident)}", f"end_ms={end}i", f"notice_hours={notice.given_hours}",
-                          f"meets_notice={1 if notice.meets else 0}i", f"cancelled={int(cancelled)}i"]
+        for window in windows:
+            for service in (list(self._agency) if "*" in window.services else window.services):
+                notice = notice_verdict(window.start_ms, window.announced_at_ms, self._notice_hours.get(service, 72.0))
+                fields = [f"title={_string(titles.get(window.id) or window.id)}", f"end_ms={window.end_ms}i",
+                          f"notice_hours={notice.given_hours}", f"meets_notice={1 if notice.meets else 0}i",
+                          f"cancelled={int(window.cancelled)}i"]
                 lines.append(f"maintenance,agency={_tag(self._agency.get(service, ''))},service={_tag(service)},"
-                             f"window={_tag(ident)} {','.join(fields)} {start}")
+                             f"window={_tag(window.id)} {','.join(fields)} {window.start_ms}")
         return lines
 
     def sla_lines(self, config: DidbanConfig, now_ms: int, months: Sequence[JalaliMonth] | None = None) -> list[str]:
         """Per service, the settlement's figures of ``months`` (default: the previous month and this one so far)."""
-        from collector.sqlite_store import SqliteStore
-        from didban.settlement import settle
-
         current = JalaliMonth.containing(now_ms)
         lines = []
-        store = SqliteStore(self.store_path)
+        store = self._open_store()
         try:
             for month in months or (current.previous(), current):
-                settled = settle(config, store, month, now_ms=now_ms)
+                settled = self._settle(config, store, month, now_ms=now_ms)
                 closed = store.month_close(str(month)) is not None
                 for figures in settled.report.services:
                     lines.append(sla_line(self._agency.get(figures.service, ""), str(month),
@@ -257,11 +243,11 @@ class InfluxSink:
     async def replicate_once(self) -> int:
         """Write the next batch of results (and the outages); 0 when there is nothing new."""
         after = self.position("results")
-        # SQLite reads run on a worker thread: the sink shares the event loop with probing.
+        # Store reads run on a worker thread: the sink shares the event loop with probing.
         lines, last = await asyncio.to_thread(self.next_results, after)
         if lines:
             await self.write(lines)
-            self._advance("results", last)  # only after InfluxDB accepted the batch
+            self._feed.advance("results", last)  # only after InfluxDB accepted the batch
             self.written += len(lines)
         return len(lines)
 
@@ -318,4 +304,4 @@ class InfluxSink:
         return total
 
     def close(self) -> None:
-        self._db.close()
+        self._feed.close()

@@ -224,6 +224,20 @@ class SqliteConfig(Strict):
     path: str = "didban.sqlite"
 
 
+class PostgresConfig(Strict):
+    """A PostgreSQL server as the system of record; the password comes from DIDBAN_STORE_PASSWORD or the secrets
+    file, never from here."""
+
+    dsn: str = Field(pattern=r"^postgres(ql)?://")
+
+    @field_validator("dsn")
+    @classmethod
+    def _no_password(cls, dsn: str) -> str:
+        if re.match(r"^postgres(ql)?://[^/@]*:[^/@]*@", dsn) or re.search(r"[?&]password=", dsn):
+            raise ValueError("the DSN holds a password: put it in DIDBAN_STORE_PASSWORD or the secrets file instead")
+        return dsn
+
+
 class InfluxConfig(Strict):
     """The time-series feed Grafana reads (the token comes from DIDBAN_INFLUXDB_TOKEN).
 
@@ -239,6 +253,8 @@ class InfluxConfig(Strict):
 
 class StoreConfig(Strict):
     sqlite: SqliteConfig = SqliteConfig()
+    # When set, PostgreSQL is the system of record instead of the SQLite file (DIDBAN_STORE_URL overrides both).
+    postgresql: PostgresConfig | None = None
     influxdb: InfluxConfig | None = None
     retention_days: int = Field(default=90, ge=1)
     queue_size: int = Field(default=100_000, ge=100)
@@ -470,6 +486,7 @@ class Secrets(BaseSettings):
     influxdb_token: SecretStr | None = None
     grafana_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    store_password: SecretStr | None = None
 
     @classmethod
     def load(cls, secrets_file: str | None = None) -> Secrets:

@@ -8,15 +8,18 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigError, DidbanConfig, load_config
 from didban.pack_reader import DEFAULT_MAX_PACK_BYTES
+
+if TYPE_CHECKING:
+    from store.backend import Backend
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TAMPERED = 0, 1, 2, 3
 # The seed agencies' configuration, shipped inside the package so `didban demo` runs from any directory.
@@ -175,11 +178,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 # -- status ----------------------------------------------------------------------------
 
 
-def _status_rows(config: DidbanConfig, db_path: str) -> list[dict[str, Any]]:
-    from collector.sqlite_store import SqliteStore
+def _status_rows(config: DidbanConfig, backend: Backend) -> list[dict[str, Any]]:
     from core.timefmt import jalali
 
-    with SqliteStore(db_path) as store:
+    with backend.store() as store:
         states = store.states()
     now_ms = _now_ms()
     rows = []
@@ -220,11 +222,11 @@ def render_status_table(rows: list[dict[str, Any]]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    db_path = args.db or config.store.sqlite.path
-    if not Path(db_path).exists():
-        print(f"didban status: no store at {db_path} yet (start `didban run` first)", file=sys.stderr)
+    backend = _backend(args, config)
+    if not backend.exists():
+        print(f"didban status: no store at {backend.describe()} yet (start `didban run` first)", file=sys.stderr)
         return EXIT_FAILED
-    rows = _status_rows(config, db_path)
+    rows = _status_rows(config, backend)
     if args.json:
         _print_json(rows)
     else:
@@ -235,99 +237,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 # -- run, demo ---------------------------------------------------------------------------
 
 
-async def serve(config: DidbanConfig, db_path: str, location: str, *, keepalive: bool,
-                duration: float | None, live_every: float | None, quiet: bool = False,
-                secrets_file: str | None = None, events: Any = None) -> int:
-    """Run the engine until a signal (or ``duration``), showing live state when asked."""
-    from collector.sqlite_store import SqliteStore
-    from core.config import Secrets
-    from didban.engine import Engine
-    from didban.metrics import Metrics
-
-    store = SqliteStore(db_path)
-    alerts = None
-    if config.alerting.channels:
-        from alerting.service import Alerts
-
-        alerts = Alerts(config, db_path, Secrets.load(secrets_file))
-    from collector.journal import Journal
-
-    metrics = Metrics()
-    journal_dir = Path(config.store.journal_dir) if config.store.journal_dir else Path(db_path).parent
-    journal = Journal(journal_dir / f"{Path(db_path).name}.journal")
-    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics, journal=journal)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if events is not None:  # the demo's event log: outages with their codes, and blips
-        engine.collector.subscribe(events.on_outage)
-        engine.on_result = events.on_result
-    await engine.start()
-    web_runner = await _start_web(config, db_path, engine, metrics) if config.web.enabled else None
-    feed = _influx_sink(config, db_path, secrets_file)
-    if feed is not None:  # Grafana's month figures follow every outage and every close
-        engine.collector.subscribe(lambda event: feed.request_sla())
-        engine.month_closed_handlers.append(lambda month: _async(feed.request_sla))
-    feed_stop = asyncio.Event()
-    feed_task = engine.supervisor.spawn("feed", lambda: feed.run(feed_stop)) if feed is not None else None
-    address = f"http://{config.web.host}:{web_runner.addresses[0][1]}/" if web_runner is not None else None
-    started = time.monotonic()
-    try:
-        while not stop.is_set():
-            wait = live_every or 3600.0
-            if duration is not None:
-                wait = min(wait, max(0.0, duration - (time.monotonic() - started)))
-            try:
-                await asyncio.wait_for(stop.wait(), wait)
-            except TimeoutError:
-                pass
-            if live_every and not quiet:
-                from didban import live
-
-                live.show(config, engine, events)
-            if duration is not None and time.monotonic() - started >= duration:
-                break
-    finally:
-        if feed_task is not None:
-            feed_stop.set()
-            await feed_task
-        if web_runner is not None:
-            await web_runner.cleanup()
-        await engine.stop()
-        store.close()
-    if events is not None:
-        from didban import live
-
-        print(live.summary(events, engine, db_path, address), flush=True)
-    return EXIT_OK
-
-
-async def _async(call: Any) -> None:
-    call()
-
-
-def _influx_sink(config: DidbanConfig, db_path: str, secrets_file: str | None) -> Any:
-    import os
-
-    from collector.influx_sink import InfluxSink
-    from core.config import InfluxConfig, Secrets
-
-    influx = config.store.influxdb
-    if influx is None and os.environ.get("DIDBAN_INFLUXDB_URL"):  # e.g. deploy/docker-compose.yml
-        influx = InfluxConfig(url=os.environ["DIDBAN_INFLUXDB_URL"], org=os.environ.get("DIDBAN_INFLUXDB_ORG", "-"),
-                              bucket=os.environ.get("DIDBAN_INFLUXDB_BUCKET", "didban"))
-    if influx is None:
-        return None
-    token = Secrets.load(secrets_file).influxdb_token
-    return InfluxSink(config, db_path, url=influx.url, org=influx.org, bucket=influx.bucket,
-                      token=token.get_secret_value() if token else "", batch_size=influx.batch_size)
-
-
 def cmd_influx_backfill(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
-    sink = _influx_sink(config, args.db or config.store.sqlite.path, args.secrets_file)
+    from didban.service import influx_sink
+
+    sink = influx_sink(config, _backend(args, config), args.secrets_file)
     if sink is None:
         print("didban influx backfill: no store.influxdb in the config", file=sys.stderr)
         return EXIT_USAGE
@@ -378,48 +293,17 @@ def cmd_dashboards_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _start_web(config: DidbanConfig, db_path: str, engine: Any, metrics: Any) -> Any:
-    from aiohttp import web
-
-    from didban.web.app import WebContext, build_app
-
-    context = WebContext(config, db_path, prober=engine.probe_now, problems=engine.problems, metrics=metrics,
-                         refresh=engine.refresh_gauges)
-    runner = web.AppRunner(build_app(context), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.web.host, config.web.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        print(f"didban: the status page could not listen on {config.web.host}:{config.web.port} ({exc.strerror}); "
-              "probing goes on without it (set web.port)", file=sys.stderr)
-        return None
-    host, port = runner.addresses[0][:2]
-    print(f"status page and API on http://{host}:{port}/", file=sys.stderr, flush=True)
-    return runner
-
-
-def _web_from_environment(config: DidbanConfig) -> DidbanConfig:
-    """DIDBAN_WEB_HOST / DIDBAN_WEB_PORT: where the status page listens (a container publishes 0.0.0.0)."""
-    host, port = os.environ.get("DIDBAN_WEB_HOST"), os.environ.get("DIDBAN_WEB_PORT")
-    if not host and not port:
-        return config
-    web = config.web.model_copy(update={**({"host": host} if host else {}),
-                                        **({"port": int(port)} if port and port.isdigit() else {})})
-    return config.model_copy(update={"web": web})
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from core.config import Secrets
+    from didban.service import serve, web_from_environment
 
-    config = _web_from_environment(_load(args.config))
+    config = web_from_environment(_load(args.config))
     Secrets.load(args.secrets_file)  # fail early on a malformed secrets file; values stay unlogged
     location = args.location or config.locations[0].id
     if location not in {loc.id for loc in config.locations}:
         print(f"didban run: --location {location!r} is not among the configured locations", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(serve(config, args.db or config.store.sqlite.path, location, keepalive=args.keepalive,
+    return asyncio.run(serve(config, _backend(args, config), location, keepalive=args.keepalive,
                              duration=args.duration, live_every=args.live, secrets_file=args.secrets_file))
 
 
@@ -428,7 +312,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     config = config.model_copy(update={"web": config.web.model_copy(update={"port": args.web_port})})
-    return asyncio.run(run_demo(config, args.db, interval=args.interval, duration=args.duration,
+    from store.backend import from_url
+
+    return asyncio.run(run_demo(config, from_url(args.db), interval=args.interval, duration=args.duration,
                                 config_path=args.config))
 
 
@@ -448,13 +334,32 @@ def _month(text: str) -> Any:
         raise SystemExit(f"didban: {exc}") from None
 
 
-def _store(config: DidbanConfig, db: str | None) -> Any:
-    from collector.sqlite_store import SqliteStore
+def _backend(args: argparse.Namespace, config: DidbanConfig) -> Backend:
+    """The store of this invocation: --db (a path or URL), DIDBAN_STORE_URL, or the config's."""
+    from store.backend import BadStoreUrl, locate
 
-    path = db or config.store.sqlite.path
-    if not Path(path).exists():
-        raise SystemExit(f"didban: no store at {path}")
-    return SqliteStore(path)
+    try:
+        return locate(config, getattr(args, "db", None), secrets_file=getattr(args, "secrets_file", None))
+    except BadStoreUrl as exc:
+        raise SystemExit(f"didban: {exc}") from None
+
+
+def _opened(open_object: Callable[[], Any]) -> Any:
+    """A store object, or one line saying why the store cannot be used (never a traceback)."""
+    from store.contract import StoreUnavailable
+    from store.schema import SchemaBehind, SchemaTooNew
+
+    try:
+        return open_object()
+    except (StoreUnavailable, SchemaTooNew, SchemaBehind) as exc:
+        raise SystemExit(f"didban: the store cannot be used: {exc}") from None
+
+
+def _store(args: argparse.Namespace, config: DidbanConfig) -> Any:
+    backend = _backend(args, config)
+    if not backend.exists():
+        raise SystemExit(f"didban: no store at {backend.describe()}")
+    return _opened(backend.store)
 
 
 def cmd_sla_month(args: argparse.Namespace) -> int:
@@ -463,9 +368,9 @@ def cmd_sla_month(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     month = _month(args.month)
-    with _store(config, args.db) as store:
+    with _store(args, config) as store, closing(_opened(_backend(args, config).web_records)) as records:
         settled = settle(config, store, month, now_ms=_now_ms())
-        model = build_model(config, store, settled, digest="")
+        model = build_model(config, store, records, settled, digest="")
     model.pop("evidence_pack_sha256")
     if args.json:
         _print_json(model)
@@ -501,7 +406,7 @@ def cmd_sla_close(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     month = _month(args.month)
-    store = _store(config, args.db)
+    store = _store(args, config)
     try:
         outcome = close_month(config, store, month, _now_ms(),
                               accept_insufficient_evidence=args.accept_insufficient_evidence)
@@ -531,7 +436,7 @@ def cmd_sla_credits(args: argparse.Namespace) -> int:
     from core.timefmt import jalali
 
     config = _load(args.config)
-    with _store(config, args.db) as store:
+    with _store(args, config) as store:
         entries = store.ledger(args.month, args.service)
     rows = [
         {"tracking_code": e.tracking_code, "month": e.month, "service": e.service, "kind": e.kind,
@@ -561,11 +466,11 @@ def cmd_sla_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"didban sla export: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with _store(config, args.db) as store:
+    with _store(args, config) as store, closing(_opened(_backend(args, config).web_records)) as records:
         snap = snapshot(config, store, month, _now_ms())
         source = "the pack archived when the month was closed" if snap.archived else "one snapshot of the store"
         print(f"exporting {month} as {', '.join(formats)} from {source} …", file=sys.stderr)
-        written = export(config, store, snap, formats, Path(args.out))
+        written = export(config, store, records, snap, formats, Path(args.out))
     for path in written:
         print(path)
     print(f"evidence pack sha256: {snap.digest}")
@@ -613,17 +518,13 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     from core.timefmt import jalali
 
     config = _load(args.config)
-    with _store(config, args.db) as store:
+    with _store(args, config) as store:
         if args.action == "add":
             from didban.settlement import BadWindow, announce_maintenance, describe_notice
 
             notifier = None
             if config.alerting.channels:  # queue the announcement; the running service delivers it
-                from alerting.notifier import Notifier
-                from alerting.outbox import Outbox
-                from alerting.subscribers import Subscribers
-
-                notifier = Notifier(config, Outbox(store.path), Subscribers(store.path))
+                notifier, _ = _alerting(args, config)
             try:
                 announced = announce_maintenance(config, store, _services(config, args.services),
                                                  _instant(args.start), _instant(args.end), args.title, _now_ms(),
@@ -655,7 +556,7 @@ def cmd_exclusion(args: argparse.Namespace) -> int:
     from core.tracking import new_code
 
     config = _load(args.config)
-    with _store(config, args.db) as store:
+    with _store(args, config) as store:
         if args.action == "add":
             exclusion = Exclusion(new_code("EX"), _services(config, args.services), _instant(args.start),
                                   _instant(args.end), args.reason, args.evidence)
@@ -670,20 +571,17 @@ def cmd_exclusion(args: argparse.Namespace) -> int:
 # -- alerting: test notices, the outbox, acknowledgements, subscriptions -------------------
 
 
-def _alerting(config: DidbanConfig, db: str | None) -> tuple[Any, str]:
+def _alerting(args: argparse.Namespace, config: DidbanConfig) -> tuple[Any, Backend]:
     from alerting.notifier import Notifier
-    from alerting.outbox import Outbox
-    from alerting.subscribers import Subscribers
 
-    path = db or config.store.sqlite.path
-    return Notifier(config, Outbox(path), Subscribers(path)), path
+    backend = _backend(args, config)
+    return Notifier(config, _opened(backend.outbox), _opened(backend.subscribers)), backend
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from alerting.addresses import BadAddress, normalise
     from alerting.channels import build_channels
     from alerting.dispatcher import Dispatcher
-    from alerting.outbox import Outbox
+    from core.addresses import BadAddress, normalise
     from core.config import Secrets
 
     config = _load(args.config)
@@ -694,13 +592,13 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
         except BadAddress as exc:
             print(f"didban notify test: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    notifier, path = _alerting(config, args.db)
+    notifier, backend = _alerting(args, config)
     try:
         notifier.test(args.channel, args.to, args.lang, _now_ms())
     except KeyError:
         print(f"didban notify test: no channel {args.channel!r} in {args.config}", file=sys.stderr)
         return EXIT_USAGE
-    outbox = Outbox(path)
+    outbox = _opened(backend.outbox)
     channels = build_channels([c for c in config.alerting.channels if c.id == args.channel],
                               Secrets.load(args.secrets_file))
 
@@ -723,10 +621,8 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from alerting.outbox import Outbox
-
     config = _load(args.config)
-    outbox = Outbox(args.db or config.store.sqlite.path)
+    outbox = _opened(_backend(args, config).outbox)
     states = ("pending", "sending", "failed", "sent") if args.all else ("pending", "sending", "failed")
     rows = outbox.rows(states)
     if args.json:
@@ -742,15 +638,13 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    from alerting.subscribers import Subscribers
-
     config = _load(args.config)
-    with _store(config, args.db) as store:
+    with _store(args, config) as store:
         outage = next((o for o in store.outages() if args.outage in (str(o.id), o.tracking_code)), None)
     if outage is None:
         print(f"didban ack: no outage {args.outage!r} (give its number or tracking code)", file=sys.stderr)
         return EXIT_USAGE
-    subscribers = Subscribers(args.db or config.store.sqlite.path)
+    subscribers = _opened(_backend(args, config).subscribers)
     new = subscribers.acknowledge(outage.id, args.by, _now_ms())
     print(f"outage {outage.tracking_code} ({outage.service}) {'acknowledged' if new else 'was already acknowledged'}:"
           " no further escalation")
@@ -759,10 +653,9 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from core.timefmt import jalali
-    from didban.web.records import WebRecords
 
     config = _load(args.config)
-    records = WebRecords(args.db or config.store.sqlite.path)
+    records = _opened(_backend(args, config).web_records)
     now = _now_ms()
     try:
         if args.action == "create":
@@ -798,10 +691,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    from alerting.addresses import BadAddress
+    from core.addresses import BadAddress
 
     config = _load(args.config)
-    notifier, _ = _alerting(config, args.db)
+    notifier, _ = _alerting(args, config)
     try:
         config.service(args.service)
     except KeyError:
@@ -823,6 +716,67 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- the store: schema upgrades, moving to another backend ------------------------------------
+
+
+def cmd_store_upgrade(args: argparse.Namespace) -> int:
+    from store.schema import SCHEMA_HEAD, check, current_revision
+
+    backend = _backend(args, _load(args.config))
+    db = _opened(backend.connect)
+    try:
+        before = current_revision(db)
+        applied = _opened(lambda: check(db))
+    finally:
+        db.close()
+    if applied:
+        print(f"{backend.describe()}: schema upgraded from {before or 'nothing'} to {SCHEMA_HEAD} "
+              f"({', '.join(applied)} applied)")
+    else:
+        print(f"{backend.describe()}: schema already at {SCHEMA_HEAD}")
+    return EXIT_OK
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    from core.config import Secrets
+    from didban.migration import migrate
+    from store.backend import BadStoreUrl, from_url
+
+    config = _load(args.config)
+    secrets = Secrets.load(args.secrets_file)
+    password = secrets.store_password.get_secret_value() if secrets.store_password else None
+    try:
+        source, target = from_url(args.source, password), from_url(args.target, password)
+    except BadStoreUrl as exc:
+        print(f"didban store migrate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not source.exists():
+        print(f"didban store migrate: no store at {source.describe()}", file=sys.stderr)
+        return EXIT_USAGE
+    shown: dict[str, int] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        if done != shown.get(table):
+            shown[table] = done
+            print(f"  {table}: {done:,} of {total:,}", file=sys.stderr, flush=True)
+
+    print(f"copying {source.describe()} → {target.describe()} (run again to resume) …", file=sys.stderr)
+    report = _opened(lambda: migrate(config, source, target, progress,
+                                     checking=lambda month: print(f"  checking closed month {month} …",
+                                                                  file=sys.stderr, flush=True)))
+    copied = sum(report.copied.values())
+    print(f"{copied:,} rows copied now; {sum(report.counts.values()):,} rows in {target.describe()}")
+    if not report.identical:
+        for difference in report.differences:
+            print(f"  DIFFERS: {difference}", file=sys.stderr)
+        print("the copy is not identical (was the service still writing to the source?); run again",
+              file=sys.stderr)
+        return EXIT_FAILED
+    months = ", ".join(report.months_checked) or "none"
+    print(f"identical: every table's count, and each closed month's report, pack digest and figures ({months})")
+    return EXIT_OK
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -834,7 +788,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="probe 24/7 (production)")
     run.add_argument("--config", default="config.yaml")
-    run.add_argument("--db", help="SQLite file (default: store.sqlite.path)")
+    run.add_argument("--db", help="the store: a SQLite file or sqlite:PATH or postgresql://… "
+                     "(default: DIDBAN_STORE_URL, else the config's store)")
     run.add_argument("--location", help="this node's location id (default: the first configured)")
     run.add_argument("--keepalive", action="store_true", help="reuse HTTP connections between checks")
     run.add_argument("--secrets-file", help="dotenv-style file with DIDBAN_* secrets")
@@ -895,7 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_store(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument("--config", default="config.yaml")
-        parser.add_argument("--db", help="SQLite file (default: store.sqlite.path)")
+        parser.add_argument("--db", help="the store: a SQLite file or sqlite:PATH or postgresql://… "
+                            "(default: DIDBAN_STORE_URL, else the config's store)")
+        parser.add_argument("--secrets-file", help="dotenv-style file with DIDBAN_* secrets (the store password)")
         return parser
 
     month = with_store(sla_commands.add_parser("month", help="a Jalali month's figures per agency and service"))
@@ -961,7 +918,6 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--to", required=True)
     test.add_argument("--lang", choices=["fa", "en"], default="fa")
     test.add_argument("--timeout", type=float, default=30)
-    test.add_argument("--secrets-file")
     test.set_defaults(handler=cmd_notify_test)
 
     outbox = with_store(commands.add_parser("outbox", help="notices pending or failed, with reasons"))
@@ -987,7 +943,6 @@ def build_parser() -> argparse.ArgumentParser:
     influx_actions = influx.add_subparsers(dest="action", required=True)
     backfill = with_store(influx_actions.add_parser("backfill", help="rewrite history since a date (idempotent)"))
     backfill.add_argument("--since", required=True, help="ISO date or time; a bare date is in Tehran")
-    backfill.add_argument("--secrets-file")
     backfill.set_defaults(handler=cmd_influx_backfill)
 
     dashboards = commands.add_parser("dashboards", help="Grafana dashboards as code")
@@ -1020,6 +975,17 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = with_store(token_actions.add_parser("revoke", help="revoke a token at once"))
     revoke.add_argument("id", type=int)
     revoke.set_defaults(handler=cmd_token)
+
+    store = commands.add_parser("store", help="the system of record: schema upgrades, moving to PostgreSQL")
+    store_actions = store.add_subparsers(dest="action", required=True)
+    upgrade = with_store(store_actions.add_parser("upgrade", help="bring the store's schema up to this version"))
+    upgrade.set_defaults(handler=cmd_store_upgrade)
+    move = store_actions.add_parser("migrate", help="copy a whole store to another (resumable), then compare them")
+    move.add_argument("--config", default="config.yaml", help="its agreements settle the closed months again")
+    move.add_argument("--from", dest="source", required=True, help="sqlite:PATH (or any store URL)")
+    move.add_argument("--to", dest="target", required=True, help="postgresql://user@host:port/db (or any store URL)")
+    move.add_argument("--secrets-file", help="dotenv-style file with DIDBAN_* secrets (the store password)")
+    move.set_defaults(handler=cmd_store_migrate)
     return parser
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from core.config import CanaryConfig, DidbanConfig, HttpProbeConfig, ServiceConfig
+from store.backend import Backend
 
 MAINTENANCE_PAGE = (
     "<!doctype html><html lang='fa' dir='rtl'><meta charset='utf-8'>"
@@ -106,10 +107,10 @@ def demo_config(config: DidbanConfig, base_url: str, interval: float) -> DidbanC
     })
 
 
-async def run_demo(config: DidbanConfig, db_path: str, *, interval: float, duration: float | None,
+async def run_demo(config: DidbanConfig, backend: Backend, *, interval: float, duration: float | None,
                    config_path: str = "config.yaml") -> int:
-    from didban.cli import serve
     from didban.live import EventLog
+    from didban.service import serve
 
     names = {service.id: service.name.fa for _, service in config.services()}
     simulator = Simulator(names)
@@ -120,11 +121,11 @@ async def run_demo(config: DidbanConfig, db_path: str, *, interval: float, durat
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     base_url = f"http://127.0.0.1:{port}"
     print(f"Didban demo: {len(names)} simulated e-services at {base_url}, checked every {interval:g}s; "
-          f"results in {db_path}.  Fault plan: a blip at dispatch's 4th check, debt-instalment down "
+          f"results in {backend.describe()}.  Fault plan: a blip at dispatch's 4th check, debt-instalment down "
           "30–210 s, dedicated-revenue slow 60–120 s, vehicle-scrapping 'maintenance' 90–150 s. "
           "Ctrl-C stops.", flush=True)
     try:
-        return await serve(demo_config(config, base_url, interval), db_path, config.locations[0].id,
+        return await serve(demo_config(config, base_url, interval), backend, config.locations[0].id,
                            keepalive=False, duration=duration, live_every=interval,
                            events=EventLog(config_path))
     finally:

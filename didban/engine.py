@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -28,7 +28,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.collector import Collector, ServicePolicy
 from collector.journal import Journal
-from collector.store import Store
 from core.config import DidbanConfig
 from core.model import ErrorClass, OutageEvent, ProbeResult, Status
 from didban.supervisor import Supervisor
@@ -37,6 +36,7 @@ from probes.canary import CanaryGuard
 from probes.loopwatch import LoopWatch
 from probes.resolver import make_resolver
 from probes.runner import CompiledCheck, compile_check, compile_service, run_check
+from store.contract import Store
 
 if TYPE_CHECKING:
     from alerting.service import Alerts
@@ -335,22 +335,19 @@ class Engine:
 
     async def alert_tick(self) -> int:
         """Escalations, maintenance reminders/start/end/overrun and burn-rate alerts."""
-        from collector.sqlite_store import SqliteStore
-
         assert self.alerts is not None
         store = self.collector.store
         now_ms = int(self.clock() * 1000)
         notifier = self.alerts.notifier
         open_outages = list((await self.collector.run_in_store(store.open_outages)).values())
         queued = int(await self.alerts.call(notifier.escalate, open_outages, now_ms))
-        if isinstance(store, SqliteStore):
-            windows = await self.collector.run_in_store(store.maintenance, now_ms - 86_400_000, now_ms + 3 * 86_400_000)
-            down = {o.service for o in open_outages}
-            queued += int(await self.alerts.call(notifier.maintenance_tick, windows, down, now_ms))
-            queued += await self._burn_rate(store, now_ms)
+        windows = await self.collector.run_in_store(store.maintenance, now_ms - 86_400_000, now_ms + 3 * 86_400_000)
+        down = {o.service for o in open_outages}
+        queued += int(await self.alerts.call(notifier.maintenance_tick, windows, down, now_ms))
+        queued += await self._burn_rate(store, now_ms)
         return queued
 
-    async def _burn_rate(self, store: Any, now_ms: int) -> int:
+    async def _burn_rate(self, store: Store, now_ms: int) -> int:
         """Only services with an outage in the longest window can be burning their budget."""
         from didban.settlement import settle, window_downtime
         from sla_calc.burnrate import BurnRule, BurnWindow, error_budget_ms, firing
@@ -396,13 +393,10 @@ class Engine:
 
     async def settle_due(self) -> list[str]:
         """Close the months that are due; recheck closed ones for late evidence."""
-        from collector.sqlite_store import SqliteStore
         from didban.settlement import InsufficientEvidence, close_month
         from sla_calc.closing import due_months
 
         store = self.collector.store
-        if not isinstance(store, SqliteStore):
-            return []  # settlement needs the system of record
         now_ms = int(self.clock() * 1000)
         grace_ms = int(self.config.sla.close_grace_minutes * 60_000)
         done = []
@@ -430,11 +424,7 @@ class Engine:
 
     async def materialize(self) -> int:
         """Store derived segments up to an hour ago (later results may still arrive out of order)."""
-        from collector.sqlite_store import SqliteStore
-
         store = self.collector.store
-        if not isinstance(store, SqliteStore):
-            return 0
         until_ms = int((self.clock() - 3600) * 1000)
         written = 0
         for _, service in self.config.services():
@@ -447,8 +437,6 @@ class Engine:
 
     async def compact(self) -> int:
         """Compact raw results older than retention_days into run-length segments."""
-        from collector.sqlite_store import SqliteStore
-
         cutoff_ms = int((self.clock() - timedelta(days=self.config.store.retention_days).total_seconds()) * 1000)
         store = self.collector.store
         removed = 0
@@ -460,11 +448,10 @@ class Engine:
                 )
         if removed:
             log.info("retention: %d raw results compacted into segments", removed)
-        if isinstance(store, SqliteStore):
-            from didban.settlement import purge_old_packs
+        from didban.settlement import purge_old_packs
 
-            purged = await self.collector.run_in_store(purge_old_packs, self.config, store, int(self.clock() * 1000))
-            if purged:
-                log.info("evidence retention: %d archived pack(s) older than %g years removed", purged,
-                         self.config.sla.evidence_retention_years)
+        purged = await self.collector.run_in_store(purge_old_packs, self.config, store, int(self.clock() * 1000))
+        if purged:
+            log.info("evidence retention: %d archived pack(s) older than %g years removed", purged,
+                     self.config.sla.evidence_retention_years)
         return removed

@@ -19,31 +19,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from collector.sqlite_store import SqliteStore
 from core.config import DidbanConfig
 from core.model import iso_utc
 from core.timefmt import jalali, persian_digits
 from didban.evidence import archive_bytes, maintenance_to_json, tail_end, write_pack
 from didban.settlement import SettledMonth, Snapshot, snapshot
-from didban.web.records import WebRecords
 from sla_calc.month import truncate_percent
 from sla_calc.periods import JalaliMonth
+from store.contract import Store, WebRecordStore
 
 FONTS = Path(__file__).resolve().parent / "fonts"
 FORMATS = ("json", "csv", "xlsx", "pdf", "pack")
 
 
-def build_model(config: DidbanConfig, store: SqliteStore, settled: SettledMonth, digest: str) -> dict[str, Any]:
+def build_model(config: DidbanConfig, store: Store, records: WebRecordStore, settled: SettledMonth,
+                digest: str) -> dict[str, Any]:
     """Everything every format shows, from one settled month (a snapshot's, for exports)."""
     month = settled.month
     report = settled.report
     ledger = store.ledger(str(month))
     closed = store.month_close(str(month))
-    records = WebRecords(store.path)
-    try:
-        receipts = records.receipts(report.start_ms, report.end_ms)
-    finally:
-        records.close()
+    receipts = records.receipts(report.start_ms, report.end_ms)
     agencies = []
     for agency in config.agencies:
         rows = []
@@ -228,11 +224,11 @@ def file_name(month: str, fmt: str) -> str:
     return f"didban-evidence-{month}" if fmt == "pack" else f"didban-sla-{month}.{RENDERERS[fmt][0]}"
 
 
-def export(config: DidbanConfig, store: SqliteStore, snap: Snapshot, formats: list[str], out: Path,
+def export(config: DidbanConfig, store: Store, records: WebRecordStore, snap: Snapshot, formats: list[str], out: Path,
            renderer: Callable[[str, dict[str, Any]], bytes] = render) -> list[Path]:
     """Write the month's exports into ``out``, every format from the one snapshot; return what was written."""
     out.mkdir(parents=True, exist_ok=True)
-    model = build_model(config, store, snap.settled, snap.digest)
+    model = build_model(config, store, records, snap.settled, snap.digest)
     written = []
     for fmt in formats:
         target = out / file_name(str(snap.settled.month), fmt)
@@ -244,10 +240,11 @@ def export(config: DidbanConfig, store: SqliteStore, snap: Snapshot, formats: li
     return written
 
 
-def export_one(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, fmt: str, now_ms: int,
-               renderer: Callable[[str, dict[str, Any]], bytes] = render) -> tuple[str, bytes, str]:
+def export_one(config: DidbanConfig, store: Store, records: WebRecordStore, month: JalaliMonth, fmt: str,
+               now_ms: int, renderer: Callable[[str, dict[str, Any]], bytes] = render) -> tuple[str, bytes, str]:
     """One format of the month as (file name, bytes, pack digest); a pack comes as a .tar.gz of its folder."""
     snap = snapshot(config, store, month, now_ms)
     if fmt == "pack":
         return f"{snap.folder_name}.tar.gz", archive_bytes(snap.folder_name, snap.files), snap.digest
-    return file_name(str(month), fmt), renderer(fmt, build_model(config, store, snap.settled, snap.digest)), snap.digest
+    model = build_model(config, store, records, snap.settled, snap.digest)
+    return file_name(str(month), fmt), renderer(fmt, model), snap.digest

@@ -85,17 +85,17 @@ def show(config: Any, engine: Any, events: EventLog | None) -> None:
     print(text, flush=True)
 
 
-def summary(events: EventLog, engine: Any, db_path: str, web: str | None) -> str:
+def summary(events: EventLog, engine: Any, store: str, web: str | None) -> str:
     lines = [
         "",
-        f"Demo over: {engine.checks_run} checks, {engine.collector.stats.written} results stored in {db_path}; "
+        f"Demo over: {engine.checks_run} checks, {engine.collector.stats.written} results stored in {store}; "
         f"{events.opened} outage(s) opened, {events.closed} closed, {events.blips} blip(s) (no downtime).",
         *(f"  {line}" for line in events.lines),
         "",
         "Try next:",
-        f"  didban status --db {db_path} --config {events.config_path}",
-        f"  didban sla month {_month()} --db {db_path} --config {events.config_path}",
-        f"  didban sla export --month {_month()} --format pdf,pack --out didban-export --db {db_path} "
+        f"  didban status --db {store} --config {events.config_path}",
+        f"  didban sla month {_month()} --db {store} --config {events.config_path}",
+        f"  didban sla export --month {_month()} --format pdf,pack --out didban-export --db {store} "
         f"--config {events.config_path}",
     ]
     if web:

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.sqlite_store import SqliteStore
 from core.config import AgreementConfig, DidbanConfig
 from core.model import (
     AgreementTerms,
@@ -55,6 +54,7 @@ from sla_calc.closing import adjustments_needed
 from sla_calc.derive import Segment
 from sla_calc.month import NoticeVerdict, downtime_in, exclusions_for, notice_verdict
 from sla_calc.periods import JalaliMonth
+from store.contract import Store
 
 YEAR_MS = 365 * 86_400_000
 
@@ -133,7 +133,7 @@ def _running(month: JalaliMonth, now_ms: int | None) -> int | None:
     return now_ms if now_ms is not None and now_ms < month.end_ms() else None
 
 
-def settle(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int | None = None,
+def settle(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int | None = None,
            services: Iterable[str] | None = None) -> SettledMonth:
     """The month's figures from the store (``now_ms`` limits a month still running)."""
     terms = month_terms(config, month, services)
@@ -151,7 +151,7 @@ def settle(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms:
     return SettledMonth(month, report, terms, running)
 
 
-def pack_results(store: SqliteStore, month: JalaliMonth, terms: AgreementTerms) -> Iterator[ProbeResult]:
+def pack_results(store: Store, month: JalaliMonth, terms: AgreementTerms) -> Iterator[ProbeResult]:
     """The results an evidence pack needs: per service, from the last non-down result at or before
     the month's start (derivation restarts exactly there) to the month's tail."""
     start = month.start_ms()
@@ -179,7 +179,7 @@ class Snapshot:
         return f"didban-evidence-{self.settled.month}"
 
 
-def fresh_snapshot(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int) -> Snapshot:
+def fresh_snapshot(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int) -> Snapshot:
     """Read the month's evidence from the store once, and compute its figures from exactly that evidence."""
     terms = month_terms(config, month)
     start, high = month.start_ms(), tail_end(month, terms.terms)
@@ -196,7 +196,7 @@ def fresh_snapshot(config: DidbanConfig, store: SqliteStore, month: JalaliMonth,
     return Snapshot(SettledMonth(month, report, terms, running), sealed, digest, archived=False)
 
 
-def snapshot(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int) -> Snapshot:
+def snapshot(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int) -> Snapshot:
     """A closed month's archived pack when there is one; otherwise a fresh snapshot."""
     digest = store.month_pack(str(month))
     data = store.archived_pack(digest) if digest else None
@@ -207,11 +207,11 @@ def snapshot(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_m
     return Snapshot(SettledMonth(month, report, month_terms(config, month)), files, digest or "", archived=True)
 
 
-def archive(store: SqliteStore, snap: Snapshot, now_ms: int) -> None:
+def archive(store: Store, snap: Snapshot, now_ms: int) -> None:
     store.archive_pack(snap.digest, str(snap.settled.month), now_ms, archive_bytes(snap.folder_name, snap.files))
 
 
-def purge_old_packs(config: DidbanConfig, store: SqliteStore, now_ms: int) -> int:
+def purge_old_packs(config: DidbanConfig, store: Store, now_ms: int) -> int:
     """Evidence retention (``sla.evidence_retention_years``), independent of raw-result retention."""
     return store.purge_packs(now_ms - int(config.sla.evidence_retention_years * YEAR_MS))
 
@@ -237,7 +237,7 @@ class CloseOutcome:
     accepted_insufficient: tuple[str, ...] = ()
 
 
-def close_month(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int,
+def close_month(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int,
                 accept_insufficient_evidence: bool = False) -> CloseOutcome:
     """Close a month: report, at most one credit per service and the archived pack; later, adjustments only."""
     end = month.end_ms()
@@ -269,7 +269,7 @@ def close_month(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, no
     return _adjust(config, store, month, now_ms)  # closed meanwhile by another process
 
 
-def _adjust(config: DidbanConfig, store: SqliteStore, month: JalaliMonth, now_ms: int) -> CloseOutcome:
+def _adjust(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int) -> CloseOutcome:
     """Recompute a closed month from the store's evidence now; record what changed as adjustments."""
     closed = store.month_close(str(month))
     assert closed is not None
@@ -302,7 +302,7 @@ def notice(config: DidbanConfig, services: Iterable[str], start_ms: int, announc
     return notice_verdict(start_ms, announced_at_ms, required_notice_hours(config, services))
 
 
-def window_downtime(config: DidbanConfig, store: SqliteStore, service_id: str, start_ms: int, end_ms: int) -> int:
+def window_downtime(config: DidbanConfig, store: Store, service_id: str, start_ms: int, end_ms: int) -> int:
     """A service's downtime (ms) in [start, end), locations combined by quorum, qualifying exclusions removed."""
     service = config.service(service_id)
     interval_ms = round(service.interval_seconds * 1000)
@@ -328,7 +328,7 @@ class Announced:
     notice: NoticeVerdict
 
 
-def announce_maintenance(config: DidbanConfig, store: SqliteStore, services: tuple[str, ...], start_ms: int,
+def announce_maintenance(config: DidbanConfig, store: Store, services: tuple[str, ...], start_ms: int,
                          end_ms: int, title: str, now_ms: int, notifier: Any = None) -> Announced:
     """Announce a window now (the server's clock: never backdated) and say how it meets the notice period."""
     if end_ms <= start_ms:

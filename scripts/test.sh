@@ -9,8 +9,9 @@ source scripts/apt.sh
 # The service's own libraries, and what the tests drive for real: poppler
 # (pdftotext, pdftoppm) to read back the PDF export, Chromium for the
 # status page (driven by Playwright through executable_path), Prometheus
-# for promtool, VictoriaMetrics and InfluxDB 1.6 for the time-series feed.
-ensure_apt "${SERVICE_APT_PACKAGES[@]}" poppler-utils chromium prometheus victoria-metrics influxdb
+# for promtool, VictoriaMetrics and InfluxDB 1.6 for the time-series feed,
+# PostgreSQL for the shared store (the tests start throwaway clusters).
+ensure_apt "${SERVICE_APT_PACKAGES[@]}" poppler-utils chromium prometheus victoria-metrics influxdb postgresql
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'

@@ -90,3 +90,12 @@ class RawServer:
 @pytest.fixture
 async def raw_server() -> AsyncIterator[Callable[..., RawServer]]:
     yield RawServer
+
+
+def feed_of(db_path: str | Path) -> tuple[Any, Any, Any]:
+    """What an InfluxSink is given over a SQLite store: its feed cursor, its store opener, the settlement."""
+    from didban.settlement import settle
+    from store.backend import Backend
+
+    backend = Backend(path=Path(db_path))
+    return backend.feed(), backend.store, settle

@@ -8,13 +8,14 @@ import sys
 
 from alerting.channels import build_channels
 from alerting.dispatcher import Dispatcher
-from alerting.outbox import Outbox
 from core.config import DidbanConfig, Secrets
+from store.outbox import Outbox
+from store.schema import open_sqlite
 
 
 async def main(config: DidbanConfig, db: str) -> None:
-    dispatcher = Dispatcher(Outbox(db, stale_seconds=1), build_channels(config.alerting.channels, Secrets()),
-                            concurrency=1)
+    dispatcher = Dispatcher(Outbox(open_sqlite(db), stale_seconds=1),
+                            build_channels(config.alerting.channels, Secrets()), concurrency=1)
     print("started", flush=True)
     await dispatcher.drain(60)
 

@@ -21,17 +21,19 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from alerting.addresses import BadAddress, international_mobile, normalise_email, normalise_mobile
 from alerting.channels import DeliveryError, build_channels
 from alerting.dispatcher import Dispatcher
 from alerting.notifier import Notifier
-from alerting.outbox import Notice, Outbox
 from alerting.render import KINDS, render
 from alerting.sms import fit, segments
-from alerting.subscribers import Subscribers
+from core.addresses import BadAddress, international_mobile, normalise_email, normalise_mobile
 from core.config import DidbanConfig, Secrets
 from core.model import MaintenanceWindow, Outage, OutageEvent
 from sla_calc.burnrate import BurnRule, BurnWindow, error_budget_ms, firing
+from store.contract import Notice
+from store.outbox import Outbox
+from store.schema import open_sqlite
+from store.subscribers import Subscribers
 from tests.conftest import free_port, make_config
 from tests.kavenegar_standin import KavenegarStandIn
 
@@ -133,12 +135,12 @@ def notice(event: str = "e1", to: str = "a@example.ir", channel: str = "mail") -
 
 
 def test_two_workers_never_claim_the_same_notice(db_path: Path) -> None:
-    Outbox(db_path).enqueue([notice(f"e{i}") for i in range(200)], 0)
+    Outbox(open_sqlite(db_path)).enqueue([notice(f"e{i}") for i in range(200)], 0)
     claimed: list[int] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        mine = Outbox(db_path)
+        mine = Outbox(open_sqlite(db_path))
         while batch := mine.claim(0, 7):
             with lock:
                 claimed.extend(n.id for n in batch)
@@ -153,14 +155,14 @@ def test_two_workers_never_claim_the_same_notice(db_path: Path) -> None:
 
 
 def test_the_same_event_is_queued_once_per_recipient(db_path: Path) -> None:
-    outbox = Outbox(db_path)
+    outbox = Outbox(open_sqlite(db_path))
     assert outbox.enqueue([notice(), notice(to="b@example.ir")], 0) == 2
     assert outbox.enqueue([notice()], 5) == 0
     assert outbox.counts() == {"pending": 2}
 
 
 def test_transient_failures_back_off_and_permanent_ones_stop(db_path: Path) -> None:
-    outbox = Outbox(db_path, base_delay_s=10)
+    outbox = Outbox(open_sqlite(db_path), base_delay_s=10)
     outbox.enqueue([notice("t"), notice("p")], 0)
     transient, permanent = outbox.claim(0, 10)
     outbox.failed(transient, "server down", permanent=False, now_ms=1000)
@@ -173,10 +175,10 @@ def test_transient_failures_back_off_and_permanent_ones_stop(db_path: Path) -> N
 
 
 def test_a_notice_left_sending_by_a_dead_process_is_sent_again(db_path: Path) -> None:
-    outbox = Outbox(db_path, stale_seconds=60)
+    outbox = Outbox(open_sqlite(db_path), stale_seconds=60)
     outbox.enqueue([notice()], 0)
     assert len(outbox.claim(0, 10)) == 1  # ...and the process is killed before recording the send
-    restarted = Outbox(db_path, stale_seconds=60)
+    restarted = Outbox(open_sqlite(db_path), stale_seconds=60)
     assert restarted.recover_stale(30_000) == 0  # too recent: maybe still being sent
     assert restarted.recover_stale(61_000) == 1
     assert len(restarted.claim(61_000, 10)) == 1
@@ -267,11 +269,11 @@ async def test_email_arrives_over_tls_with_auth_in_persian_rtl(ca: trustme.CA, c
     smtp.start()
     try:
         config = alert_config(smtp.port, "tls" if implicit_tls else "starttls", ca_file)
-        outbox = Outbox(db_path)
-        notifier = Notifier(config, outbox, Subscribers(db_path))
+        outbox = Outbox(open_sqlite(db_path))
+        notifier = Notifier(config, outbox, Subscribers(open_sqlite(db_path)))
         outage = Outage(1, "portal", 1_727_000_000_000, None, "timeout", "OT-7K3M-Q9TX")
         assert notifier.outage_event(OutageEvent("outage_opened", outage), 1_727_000_060_000) == 1
-        dispatcher = Dispatcher(Outbox(db_path), build_channels(config.alerting.channels, SECRETS))
+        dispatcher = Dispatcher(Outbox(open_sqlite(db_path)), build_channels(config.alerting.channels, SECRETS))
         assert await dispatcher.drain(20)
         await dispatcher.close()
     finally:
@@ -290,14 +292,15 @@ async def test_a_wrong_smtp_password_is_a_permanent_failure(ca: trustme.CA, ca_f
     smtp.start()
     try:
         config = alert_config(smtp.port, "starttls", ca_file)
-        Notifier(config, Outbox(db_path), Subscribers(db_path)).test("mail", "ops@eaz.ir", "fa", 0)
+        notifier = Notifier(config, Outbox(open_sqlite(db_path)), Subscribers(open_sqlite(db_path)))
+        notifier.test("mail", "ops@eaz.ir", "fa", 0)
         wrong = Secrets(smtp_password="guess")  # type: ignore[arg-type]
-        dispatcher = Dispatcher(Outbox(db_path), build_channels(config.alerting.channels, wrong))
+        dispatcher = Dispatcher(Outbox(open_sqlite(db_path)), build_channels(config.alerting.channels, wrong))
         await dispatcher.drain(10)
         await dispatcher.close()
     finally:
         smtp.stop()
-    [row] = Outbox(db_path).rows(("failed",))
+    [row] = Outbox(open_sqlite(db_path)).rows(("failed",))
     assert "authentication refused" in (row.last_error or "")
     assert "guess" not in (row.last_error or "")  # secrets never appear in errors
     assert smtp.inbox.messages == []
@@ -307,14 +310,14 @@ async def test_smtp_down_for_a_while_every_notice_arrives_once(ca: trustme.CA, c
                                                                 db_path: Path) -> None:
     smtp = Smtp(ca, implicit_tls=False)
     config = alert_config(smtp.port, "starttls", ca_file)
-    subscribers = Subscribers(db_path)
+    subscribers = Subscribers(open_sqlite(db_path))
     for i in range(5):
         s = subscribers.subscribe("portal", "email", f"citizen{i}@mail.ir", "fa", 0)
         assert subscribers.confirm("portal", "email", s.address, s.code)
-    notifier = Notifier(config, Outbox(db_path), subscribers)
+    notifier = Notifier(config, Outbox(open_sqlite(db_path)), subscribers)
     outage = Outage(7, "portal", 1_727_000_000_000, None, "timeout", "OT-7K3M-Q9TX")
     assert notifier.outage_event(OutageEvent("outage_opened", outage), 1_727_000_060_000) == 6
-    outbox = Outbox(db_path, base_delay_s=0.05, max_delay_s=0.2)
+    outbox = Outbox(open_sqlite(db_path), base_delay_s=0.05, max_delay_s=0.2)
     dispatcher = Dispatcher(outbox, build_channels(config.alerting.channels, SECRETS), poll_seconds=0.05)
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run(stop))
@@ -385,13 +388,13 @@ async def test_sms_subscribers_get_the_outage_within_two_segments(kavenegar: tup
                                                                   db_path: Path) -> None:
     standin, url = kavenegar
     config = alert_config(kavenegar_url=url)
-    subscribers = Subscribers(db_path)
+    subscribers = Subscribers(open_sqlite(db_path))
     s = subscribers.subscribe("portal", "sms", "۰۹۱۲۱۲۳۴۵۶۷", "fa", 0)
     subscribers.confirm("portal", "sms", "09121234567", s.code)
-    Notifier(config, Outbox(db_path), subscribers).outage_event(
+    Notifier(config, Outbox(open_sqlite(db_path)), subscribers).outage_event(
         OutageEvent("outage_opened", Outage(3, "portal", 1_727_000_000_000, None, "timeout", "OT-7K3M-Q9TX")), 0)
     sms_only = [c for c in config.alerting.channels if c.id == "sms"]
-    dispatcher = Dispatcher(Outbox(db_path), build_channels(sms_only, SECRETS))
+    dispatcher = Dispatcher(Outbox(open_sqlite(db_path)), build_channels(sms_only, SECRETS))
     await dispatcher.drain(10)
     await dispatcher.close()
     [entry] = standin.sent
@@ -427,7 +430,7 @@ async def test_webhook_is_signed_with_hmac(aiohttp_server: Any) -> None:
 
 @pytest.fixture
 def notifier(db_path: Path) -> Iterator[Notifier]:
-    notifier = Notifier(alert_config(), Outbox(db_path), Subscribers(db_path))
+    notifier = Notifier(alert_config(), Outbox(open_sqlite(db_path)), Subscribers(open_sqlite(db_path)))
     yield notifier
 
 
@@ -507,8 +510,8 @@ async def test_an_outage_seen_by_the_engine_reaches_staff_and_subscribers(
     aiohttp_server: Any, ca: trustme.CA, ca_file: str, db_path: Path
 ) -> None:
     from alerting.service import Alerts
-    from collector.sqlite_store import SqliteStore
     from didban.engine import Engine
+    from store.sql_store import SqliteStore
 
     async def down(request: web.Request) -> web.Response:
         return web.Response(status=503)
@@ -524,11 +527,13 @@ async def test_an_outage_seen_by_the_engine_reaches_staff_and_subscribers(
                    "probes": [{"type": "http", "url": str(target.make_url("/"))}]}
         config = DidbanConfig.model_validate({
             **base.model_dump(), "agencies": [{**base.agencies[0].model_dump(), "services": [service]}]})
-        subscribers = Subscribers(db_path)
+        subscribers = Subscribers(open_sqlite(db_path))
         s = subscribers.subscribe("portal", "email", "citizen@mail.ir", "en", 0)
         subscribers.confirm("portal", "email", "citizen@mail.ir", s.code)
         store = SqliteStore(db_path)
-        engine = Engine(config, store, "local", alerts=Alerts(config, db_path, SECRETS))
+        alerts = Alerts(config, Outbox(open_sqlite(db_path)), Subscribers(open_sqlite(db_path)),
+                        Outbox(open_sqlite(db_path)), SECRETS)
+        engine = Engine(config, store, "local", alerts=alerts)
         await engine.start()
         try:
             for _ in range(200):
@@ -631,7 +636,8 @@ async def test_kill_9_mid_send_loses_nothing_and_resends_at_most_the_one_in_flig
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.model_dump()), encoding="utf-8")
     db = tmp_path / "didban.sqlite"
-    Outbox(db).enqueue([Notice(f"e{i}", "mail", f"citizen{i}@mail.ir", "fa", "قطعی", "متن") for i in range(3)], 0)
+    Outbox(open_sqlite(db)).enqueue(
+        [Notice(f"e{i}", "mail", f"citizen{i}@mail.ir", "fa", "قطعی", "متن") for i in range(3)], 0)
     try:
         worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.outbox_worker", str(config_file),
                                                       str(db), stdout=asyncio.subprocess.PIPE)
@@ -643,7 +649,7 @@ async def test_kill_9_mid_send_loses_nothing_and_resends_at_most_the_one_in_flig
             await asyncio.sleep(0.05)
         worker.send_signal(signal.SIGKILL)
         await worker.wait()
-        states = Outbox(db).counts()
+        states = Outbox(open_sqlite(db)).counts()
         assert states.get("sending") == 1 and states.get("pending") == 2  # nothing lost, one in flight
 
         restarted = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.outbox_worker",
@@ -655,4 +661,4 @@ async def test_kill_9_mid_send_loses_nothing_and_resends_at_most_the_one_in_flig
     received = sorted(str(m["To"]) for m in inbox.messages)
     assert sorted(set(received)) == ["citizen0@mail.ir", "citizen1@mail.ir", "citizen2@mail.ir"]
     assert len(received) <= 4  # at most the one in-flight notice twice
-    assert Outbox(db).counts() == {"sent": 3}
+    assert Outbox(open_sqlite(db)).counts() == {"sent": 3}

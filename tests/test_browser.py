@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from collector.sqlite_store import SqliteStore
 from didban.web.app import WebContext, build_app
+from store.backend import Backend
+from store.sql_store import SqliteStore
 from tests.conftest import ARTIFACTS
 from tests.test_web import NAME_FA, history, web_config
 
@@ -39,7 +40,7 @@ async def site(aiohttp_server: Any, db_path: Path) -> tuple[str, Path]:
     history(store, "portal")
     history(store, "dispatch")
     store.close()
-    server = await aiohttp_server(build_app(WebContext(web_config(), str(db_path))))
+    server = await aiohttp_server(build_app(WebContext(web_config(), Backend(path=db_path))))
     return str(server.make_url("")).rstrip("/"), db_path
 
 
@@ -77,8 +78,8 @@ async def test_a_simulated_outage_appears_on_the_page(browser: Any, site: tuple[
     assert "No incidents" in await page.inner_text("#dispatch")
     import time
 
-    from collector.store import Batch, OutageChange
     from core.model import ProbeResult, Status
+    from store.contract import Batch, OutageChange
 
     now = int(time.time() * 1000)
     store = SqliteStore(db_path)

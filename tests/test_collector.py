@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from collector.collector import Collector, ServicePolicy
-from collector.sqlite_store import SqliteStore
 from core.model import OutageEvent, ProbeResult, Status
 from core.tracking import is_valid
 from sla_calc.derive import derive_segments
+from store.sql_store import SqliteStore
 
 INTERVAL_MS = 60_000
 POLICY = {"portal": ServicePolicy(INTERVAL_MS, 2)}
@@ -135,7 +135,7 @@ async def test_when_the_queue_bound_is_hit_drops_are_counted(db_path: Path) -> N
 def test_compaction_keeps_the_downtime_arithmetic(db_path: Path) -> None:
     pattern = "UUDDDUUDUU??UDDUUUU"
     store = SqliteStore(db_path)
-    from collector.store import Batch
+    from store.contract import Batch
 
     store.write(Batch(results=results_for(pattern)))
     before = derive_segments([(r.ts_ms, r.status) for r in store.results("portal", 0, 10**13)], INTERVAL_MS, 2)
@@ -157,7 +157,7 @@ def test_compaction_keeps_the_downtime_arithmetic(db_path: Path) -> None:
 
 @pytest.mark.parametrize("service", ["portal"])
 def test_results_read_back_exactly(db_path: Path, service: str) -> None:
-    from collector.store import Batch
+    from store.contract import Batch
 
     store = SqliteStore(db_path)
     written = [*results_for("UD?", service=service),

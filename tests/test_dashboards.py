@@ -15,13 +15,13 @@ import pytest
 from ruamel.yaml import YAML
 
 from collector.influx_sink import InfluxSink
-from collector.sqlite_store import SqliteStore
-from collector.store import Batch, OutageChange
 from core.config import load_config
 from core.model import MaintenanceWindow, ProbeResult, Status
 from dashboards.builders import DATASOURCE_UID, all_dashboards
 from dashboards.provisioning import export
-from tests.conftest import make_config
+from store.contract import Batch, OutageChange
+from store.sql_store import SqliteStore
+from tests.conftest import feed_of, make_config
 from tests.test_influx import influxdb, influxql  # noqa: F401 - the fixture is used by name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def test_every_dashboard_query_returns_the_expected_numbers(influxdb: str, db_pa
 
     store.add_exclusion(Exclusion("EX-1", ("*",), now - 39 * 60_000, now - 34 * 60_000, "national link"), now)
     store.close()
-    sink = InfluxSink(config, db_path, url=influxdb, org="-", bucket="didban", token="", batch_size=10_000)
+    sink = InfluxSink(config, *feed_of(db_path), url=influxdb, org="-", bucket="didban", token="", batch_size=10_000)
     lines = sink.next_results(0)[0] + sink.outage_lines(now) + sink.maintenance_lines() + sink.sla_lines(config, now)
     request = urllib.request.Request(f"{influxdb}/write?db=didban&precision=ms", data="\n".join(lines).encode())
     assert urllib.request.urlopen(request, timeout=10).status == 204

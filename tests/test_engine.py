@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from collector.sqlite_store import SqliteStore
 from core.model import OutageEvent, Status
 from didban.engine import Engine
+from store.sql_store import SqliteStore
 from tests.conftest import make_config
 
 
@@ -131,8 +131,8 @@ async def test_a_canary_that_answers_lets_failures_count(aiohttp_server: Any, db
 async def test_retention_compacts_old_results_into_segments(db_path: Path) -> None:
     import time as clock
 
-    from collector.store import Batch
     from core.model import ProbeResult
+    from store.contract import Batch
 
     now = clock.time()
     old = int((now - 100 * 86400) * 1000)
@@ -155,8 +155,8 @@ async def test_retention_compacts_old_results_into_segments(db_path: Path) -> No
 async def test_materialize_job_stores_segments_up_to_an_hour_ago(db_path: Path) -> None:
     import time as clock
 
-    from collector.store import Batch
     from core.model import ProbeResult
+    from store.contract import Batch
 
     now = clock.time()
     start = int((now - 3 * 3600) * 1000)

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from alerting.outbox import Notice, Outbox
-from collector.sqlite_store import SqliteStore
+from store.contract import Notice
+from store.outbox import Outbox
+from store.schema import open_sqlite
+from store.sql_store import SqliteStore
 from tests.conftest import free_port
 from tests.test_alerting import Inbox
 from tests.test_engine import Target, closed_port, wait_for
@@ -81,7 +83,7 @@ async def test_a_30_second_write_lock_delays_notices_and_loses_none(tmp_path: Pa
     first = await didban("run", "--config", str(config), "--db", str(db), "--duration", "0.5")  # makes the schema
     assert await asyncio.wait_for(first.wait(), 30) == 0
     before = [Notice(f"queued-{i}", "mail", f"citizen{i}@mail.ir", "fa", f"اطلاعیه {i}", "متن") for i in range(2)]
-    Outbox(db).enqueue(before, 0)  # queued before the lock
+    Outbox(open_sqlite(db)).enqueue(before, 0)  # queued before the lock
     holder = await hold_lock(db, 30)
     process = await didban("run", "--config", str(config), "--db", str(db))
     try:

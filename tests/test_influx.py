@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from collector.influx_sink import InfluxSink, check_line
-from collector.sqlite_store import SqliteStore
-from collector.store import Batch
 from core.model import ProbeResult, Status
-from tests.conftest import free_port, make_config, wait_http
+from store.contract import Batch
+from store.sql_store import SqliteStore
+from tests.conftest import feed_of, free_port, make_config, wait_http
 
 pytestmark = pytest.mark.skipif(shutil.which("victoria-metrics") is None,
                                 reason="Debian's victoria-metrics is installed by scripts/test.sh")
@@ -80,7 +80,7 @@ def fill(db_path: Path, count: int, offset: int = 0) -> None:
 
 
 def sink(db_path: Path, url: str, batch_size: int = 100) -> InfluxSink:
-    return InfluxSink(CONFIG, db_path, url=url, org="didban", bucket="didban", token="unused",
+    return InfluxSink(CONFIG, *feed_of(db_path), url=url, org="didban", bucket="didban", token="unused",
                       batch_size=batch_size, timeout_s=2)
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.sqlite_store import SqliteStore
-from collector.store import Batch
 from core.model import ProbeResult, Status
-from didban.web.records import WebRecords
 from sla_calc.periods import JalaliMonth
+from store.contract import Batch
+from store.schema import open_sqlite
+from store.sql_store import SqliteStore
+from store.web_records import WebRecords
 from tests.conftest import free_port, wait_http
 
 AGREEMENT = """agreements:
@@ -121,7 +122,7 @@ agencies:
                         Status.DOWN if 100 + i <= k < 110 + i else Status.UP, 12.0)
             for k in range(8_640 + 2)]))
     store.close()
-    records = WebRecords(db)
+    records = WebRecords(open_sqlite(db))
     token = records.create_token("exports", "viewer", 0)
     records.close()
 

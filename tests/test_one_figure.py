@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from collector.influx_sink import InfluxSink
-from collector.sqlite_store import SqliteStore
 from core.model import Exclusion, MaintenanceWindow
 from didban.metrics import Metrics
 from didban.web.app import CONTEXT, WebContext, build_app
 from didban.web.status import StatusBoard
 from sla_calc.month import truncate_percent
+from store.backend import Backend
+from store.sql_store import SqliteStore
+from tests.conftest import feed_of
 from tests.test_settlement import AFTER, END, MIN, MONTH, START, config, export_as, fill
 
 HOUR = 60 * MIN
@@ -58,16 +60,17 @@ async def test_every_place_shows_the_same_availability_and_downtime(db_path: Pat
     assert shown.returncode == 0
     cli = portal_of(json.loads(stdout))
 
-    client = await aiohttp_client(build_app(WebContext(config(), str(db_path), metrics=Metrics())))
+    client = await aiohttp_client(build_app(WebContext(config(), Backend(path=db_path), metrics=Metrics())))
     viewer = client.server.app[CONTEXT].records.create_token("viewer", "viewer", 0)
     answer = await client.get(f"/api/months/{MONTH}", headers={"Authorization": f"Bearer {viewer}"})
     assert answer.status == 200
     api = portal_of(await answer.json())
 
     # The status page on the month's last day: month to date is, by then, the whole outage.
-    page = next(s for s in StatusBoard(config(), str(db_path)).agency("agency", now_ms=END - 1) if s.id == "portal")
+    board = StatusBoard(config(), Backend(path=db_path).store)
+    page = next(s for s in board.agency("agency", now_ms=END - 1) if s.id == "portal")
 
-    sink = InfluxSink(config(), db_path, url="http://127.0.0.1:9", org="-", bucket="didban", token="")
+    sink = InfluxSink(config(), *feed_of(db_path), url="http://127.0.0.1:9", org="-", bucket="didban", token="")
     line = next(x for x in sink.sla_lines(config(), AFTER, [MONTH]) if "service=portal" in x)
     sink.close()
     fields = dict(field.split("=", 1) for field in line.split(" ")[1].split(","))

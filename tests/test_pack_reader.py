@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.sqlite_store import SqliteStore
 from didban.evidence import BadPack
 from didban.exports import export
 from didban.pack_reader import MAX_LINE_BYTES, PackRefused, PackTampered, replay
 from didban.settlement import snapshot
+from store.sql_store import SqliteStore
+from store.web_records import WebRecords
 from tests.test_settlement import AFTER, MONTH, config, fill
 
 
@@ -28,7 +29,8 @@ def pack(db_path: Path, tmp_path: Path) -> Path:
     store = SqliteStore(db_path)
     fill(store, "portal", downs=[(600, 900)])
     fill(store, "dispatch")
-    [folder] = export(config(), store, snapshot(config(), store, MONTH, AFTER), ["pack"], tmp_path / "out")
+    snap = snapshot(config(), store, MONTH, AFTER)
+    [folder] = export(config(), store, WebRecords(store.db), snap, ["pack"], tmp_path / "out")
     store.close()
     return folder
 

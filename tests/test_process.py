@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from collector.sqlite_store import SqliteStore
+from store.sql_store import SqliteStore
 from tests.test_engine import Target, wait_for
 
 SERVICES = ("portal", "payments")
@@ -51,11 +51,25 @@ agencies:
     )
 
 
+STARTED: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Any:
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.returncode is None:
+            process.kill()
+
+
 async def start(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+    process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "didban.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
+    STARTED.append(process)
+    return process
 
 
 async def run(*args: str, timeout: float = 60) -> tuple[int, str, str]:
@@ -213,8 +227,8 @@ async def test_backfill_with_influxdb_unreachable_says_so_in_one_line(tmp_path: 
     text = (root / "config.yaml").read_text(encoding="utf-8")
     config.write_text(text.replace("  retention_days: 90", f"  retention_days: 90\n  influxdb: {{url: "
                                    f"\"http://127.0.0.1:{free_port()}\"}}"), encoding="utf-8")
-    from collector.store import Batch
     from core.model import ProbeResult, Status
+    from store.contract import Batch
 
     with SqliteStore(tmp_path / "d.sqlite") as store:
         store.write(Batch(results=[ProbeResult("eaz-portal", "tabriz-dc", 1_727_000_000_000, Status.UP, 5.0)]))

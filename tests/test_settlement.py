@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from collector.sqlite_store import SqliteStore
-from collector.store import Batch
 from core.config import DidbanConfig
 from core.model import Exclusion, MaintenanceWindow, ProbeResult, Status
 from core.tracking import is_valid
@@ -26,6 +24,9 @@ from didban.pack_reader import replay
 from didban.settlement import close_month, settle, snapshot
 from sla_calc.closing import due_months
 from sla_calc.periods import JalaliMonth
+from store.contract import Batch
+from store.sql_store import SqliteStore
+from store.web_records import WebRecords
 from tests.conftest import ARTIFACTS, make_config
 
 MONTH = JalaliMonth(1403, 7)
@@ -60,7 +61,7 @@ AFTER = END + 2 * 3_600_000  # the month has ended
 
 
 def export_as(store: SqliteStore, fmt: str, out: Path) -> Path:
-    [written] = export(config(), store, snapshot(config(), store, MONTH, AFTER), [fmt], out)
+    [written] = export(config(), store, WebRecords(store.db), snapshot(config(), store, MONTH, AFTER), [fmt], out)
     return written
 
 
@@ -189,7 +190,7 @@ def test_a_closed_month_exports_from_its_archived_pack_after_raw_results_are_gon
     later = END + 400 * 86_400_000
     snap = snapshot(config(), store, MONTH, later)
     assert snap.archived and snap.digest == outcome.pack_sha256
-    written = export(config(), store, snap, ["pack", "json", "csv"], tmp_path)
+    written = export(config(), store, WebRecords(store.db), snap, ["pack", "json", "csv"], tmp_path)
     assert json.loads(written[1].read_text(encoding="utf-8"))["evidence_pack_sha256"] == outcome.pack_sha256
     assert outcome.pack_sha256 in written[2].read_text(encoding="utf-8-sig")
     replayed = replay(written[0], str(MONTH))
@@ -198,7 +199,7 @@ def test_a_closed_month_exports_from_its_archived_pack_after_raw_results_are_gon
 
 def test_every_format_of_one_export_carries_the_same_digest(store: SqliteStore, tmp_path: Path) -> None:
     snap = snapshot(config(), store, MONTH, AFTER)
-    pack, model, table = export(config(), store, snap, ["pack", "json", "csv"], tmp_path)
+    pack, model, table = export(config(), store, WebRecords(store.db), snap, ["pack", "json", "csv"], tmp_path)
     manifest = json.loads((pack / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["pack_sha256"] == snap.digest
     assert json.loads(model.read_text(encoding="utf-8"))["evidence_pack_sha256"] == snap.digest

@@ -17,14 +17,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from collector.sqlite_store import SqliteStore
-from collector.store import Batch, OutageChange
 from core.config import DidbanConfig
 from core.model import ProbeResult, Status
 from didban.engine import Engine
 from didban.metrics import Metrics
 from didban.web.app import CONTEXT, WebContext, build_app, check_challenge
-from didban.web.records import WebRecords
+from store.backend import Backend
+from store.contract import Batch, OutageChange
+from store.schema import open_sqlite
+from store.sql_store import SqliteStore
+from store.web_records import WebRecords
 from tests.conftest import make_config
 
 NAME_FA = "ارسال سند به دستگاه اجرایی یا دستگاه ثالث"
@@ -64,7 +66,7 @@ async def client(aiohttp_client: Any, db_path: Path) -> Any:
     history(store, "dispatch", outage_minutes_ago=(30, 0))
     history(store, "portal")
     store.close()
-    context = WebContext(web_config(), str(db_path), metrics=Metrics())
+    context = WebContext(web_config(), Backend(path=db_path), metrics=Metrics())
     return await aiohttp_client(build_app(context))
 
 
@@ -167,10 +169,10 @@ async def test_a_report_is_checked_by_an_immediate_probe(aiohttp_client: Any, ai
     engine = Engine(config, store, "tabriz")
     await engine.open()
     try:
-        client = await aiohttp_client(build_app(WebContext(config, str(db_path), prober=engine.probe_now)))
+        client = await aiohttp_client(build_app(WebContext(config, Backend(path=db_path), prober=engine.probe_now)))
         response = await file_receipt(client, "خطای ۵۰۳")
         code = response.headers["Location"].split("/receipts/")[1].split("?")[0]
-        receipt = WebRecords(db_path).receipt(code)
+        receipt = WebRecords(open_sqlite(db_path)).receipt(code)
         assert receipt is not None and receipt.probe_confirmed is True
         assert "http_status" in (receipt.probe_detail or "")
     finally:
@@ -321,10 +323,10 @@ async def test_openapi_document_describes_the_api(client: TestClient) -> None:
 
 async def test_health_and_readiness(aiohttp_client: Any, db_path: Path) -> None:
     SqliteStore(db_path).close()
-    ready = await aiohttp_client(build_app(WebContext(web_config(), str(db_path))))
+    ready = await aiohttp_client(build_app(WebContext(web_config(), Backend(path=db_path))))
     assert (await ready.get("/healthz")).status == 200
     assert (await ready.get("/readyz")).status == 200
-    stopped = await aiohttp_client(build_app(WebContext(web_config(), str(db_path),
+    stopped = await aiohttp_client(build_app(WebContext(web_config(), Backend(path=db_path),
                                                         problems=lambda: ["scheduler not running"])))
     answer = await stopped.get("/readyz")
     assert answer.status == 503 and "scheduler not running" in (await answer.json())["problems"]
@@ -349,7 +351,7 @@ async def test_schemathesis_with_all_checks_finds_nothing(aiohttp_server: Any, d
     store = SqliteStore(db_path)
     history(store, "dispatch", outage_minutes_ago=(30, 0))
     store.close()
-    context = WebContext(web_config(), str(db_path))
+    context = WebContext(web_config(), Backend(path=db_path))
     server = await aiohttp_server(build_app(context))
     token = context.records.create_token("fuzz", "admin", 0)
     process = await asyncio.create_subprocess_exec(
@@ -418,7 +420,7 @@ async def test_forms_posted_from_another_site_are_refused(client: TestClient) ->
 
 
 async def test_confirmation_codes_are_limited_per_address_expire_and_lock(client: TestClient) -> None:
-    from alerting.subscribers import TooManyCodes
+    from store.subscribers import TooManyCodes
 
     subscribers = client.server.app[CONTEXT].subscribers
     for service in ("portal", "dispatch", "portal"):  # from anywhere, for any service: the address counts
@@ -459,7 +461,7 @@ async def test_a_malformed_authorization_header_never_reaches_a_log(aiohttp_serv
     import logging
 
     caplog.set_level(logging.DEBUG)
-    server = await aiohttp_server(build_app(WebContext(web_config(), str(db_path))))
+    server = await aiohttp_server(build_app(WebContext(web_config(), Backend(path=db_path))))
     for header in (b"Authorization: Bearer TOPSECRET\x01VALUE", b"Authorization: TOPSECRETVALUE",
                    b"authorization:\xff\xfeTOPSECRET"):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -494,7 +496,7 @@ async def test_badges_show_state_and_month_availability(client: TestClient) -> N
 async def test_without_a_channel_the_page_offers_no_subscription(aiohttp_client: Any, db_path: Path) -> None:
     quiet = web_config().model_copy(update={"alerting": web_config().alerting.model_copy(
         update={"channels": [], "subscriber_email_channel": None, "subscriber_sms_channel": None})})
-    client = await aiohttp_client(build_app(WebContext(quiet, str(db_path))))
+    client = await aiohttp_client(build_app(WebContext(quiet, Backend(path=db_path))))
     page = await (await client.get("/s/portal?lang=en")).text()
     assert "/subscribe" not in page and "not offered here" in page
     refused = await client.post("/s/portal/subscribe?lang=en", headers=ours(client),

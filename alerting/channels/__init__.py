@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from alerting.outbox import Notice
+from store.contract import Notice
 
 
 class DeliveryError(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 import aiosmtplib
 
 from alerting.channels import DeliveryError
-from alerting.outbox import Notice
+from store.contract import Notice
 
 # Headers are not folded (998 is SMTP's line limit): folding a Persian subject
 # across RFC 2047 encoded words drops the spaces at the fold ("اداره کل"

@@ -7,9 +7,9 @@ from typing import Any
 import aiohttp
 import jinja2
 
-from alerting.addresses import normalise_mobile
 from alerting.channels import DeliveryError
-from alerting.outbox import Notice
+from core.addresses import normalise_mobile
+from store.contract import Notice
 
 _TEMPLATES = jinja2.Environment(autoescape=False)
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from alerting.addresses import normalise_mobile
 from alerting.channels import DeliveryError
-from alerting.outbox import Notice
+from core.addresses import normalise_mobile
+from store.contract import Notice
 
 # Kavenegar's codes that a retry can fix: the server could not answer (409),
 # the operation failed on their side (402), too many calls (451, 429).

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from alerting.channels import DeliveryError
-from alerting.outbox import Notice
+from store.contract import Notice
 
 
 def signature(secret: bytes, body: bytes) -> str:

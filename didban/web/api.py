@@ -14,14 +14,16 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from collector.sqlite_store import SqliteStore
 from core.model import Exclusion, MaintenanceWindow, iso_utc
 from core.tracking import new_code
+from store.backend import Backend
+from store.contract import Store
 
 log = logging.getLogger("didban.web")
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -148,8 +150,9 @@ def _audited(request: web.Request, who: str, status: int, body: Any) -> None:
     _ctx(request).records.audit(who, request.method, request.path, status, body, int(time.time() * 1000))
 
 
-def _store(request: web.Request) -> SqliteStore:
-    return SqliteStore(_ctx(request).store_path)
+def _store(request: web.Request) -> Store:
+    store: Store = _ctx(request).backend.store()
+    return store
 
 
 def _services(request: web.Request, names: list[str]) -> tuple[str, ...]:
@@ -339,10 +342,10 @@ def _month(request: web.Request) -> Any:
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
-def _close_job(config: Any, store_path: str, month: Any, now_ms: int, accept: bool) -> Any:
+def _close_job(config: Any, backend: Backend, month: Any, now_ms: int, accept: bool) -> Any:
     from didban.settlement import close_month as close
 
-    with SqliteStore(store_path) as store:
+    with backend.store() as store:
         return close(config, store, month, now_ms, accept_insufficient_evidence=accept)
 
 
@@ -357,7 +360,7 @@ async def close_month(request: web.Request) -> web.Response:
     accept = flag == "true"
     context = _ctx(request)
     try:
-        outcome = await context.workshop.run(_close_job, context.config, context.store_path, month,
+        outcome = await context.workshop.run(_close_job, context.config, context.backend, month,
                                              int(time.time() * 1000), accept)
     except (NotYetEnded, InsufficientEvidence) as exc:
         raise web.HTTPConflict(text=str(exc)) from None
@@ -370,12 +373,12 @@ async def close_month(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-def _month_job(config: Any, store_path: str, month: Any, now_ms: int) -> dict[str, Any]:
+def _month_job(config: Any, backend: Backend, month: Any, now_ms: int) -> dict[str, Any]:
     from didban.exports import build_model
     from didban.settlement import settle
 
-    with SqliteStore(store_path) as store:
-        model = build_model(config, store, settle(config, store, month, now_ms=now_ms), digest="")
+    with backend.store() as store, closing(backend.web_records()) as records:
+        model = build_model(config, store, records, settle(config, store, month, now_ms=now_ms), digest="")
     model.pop("evidence_pack_sha256")
     return model
 
@@ -383,7 +386,7 @@ def _month_job(config: Any, store_path: str, month: Any, now_ms: int) -> dict[st
 async def month_figures(request: web.Request) -> web.Response:
     _who(request, "viewer")
     context = _ctx(request)
-    model = await context.workshop.run(_month_job, context.config, context.store_path, _month(request),
+    model = await context.workshop.run(_month_job, context.config, context.backend, _month(request),
                                        int(time.time() * 1000))
     return web.json_response(model)
 
@@ -391,8 +394,9 @@ async def month_figures(request: web.Request) -> web.Response:
 def _export_job(context: Any, month: Any, fmt: str, now_ms: int) -> tuple[str, bytes, str]:
     from didban.exports import export_one
 
-    with SqliteStore(context.store_path) as store:
-        return export_one(context.config, store, month, fmt, now_ms, renderer=context.workshop.render_blocking)
+    with context.backend.store() as store, closing(context.backend.web_records()) as records:
+        return export_one(context.config, store, records, month, fmt, now_ms,
+                          renderer=context.workshop.render_blocking)
 
 
 async def export_month(request: web.Request) -> web.Response:

@@ -23,17 +23,16 @@ import jinja2
 from aiohttp import web
 from yarl import URL
 
-from alerting.addresses import BadAddress
 from alerting.notifier import Notifier
-from alerting.outbox import Outbox
-from alerting.subscribers import Subscribers, TooManyCodes
+from core.addresses import BadAddress
 from core.config import DidbanConfig
 from core.model import ProbeResult, Status
 from core.timefmt import jalali
 from didban.web.i18n import elapsed, label, numbers
-from didban.web.records import WebRecords
 from didban.web.status import StatusBoard
 from didban.workshop import Workshop
+from store.backend import Backend
+from store.contract import SubscriberStore, TooManyCodes, WebRecordStore
 
 HERE = Path(__file__).resolve().parent
 FONTS = HERE.parent / "fonts"
@@ -66,14 +65,14 @@ class RateLimit:
 @dataclass
 class WebContext:
     config: DidbanConfig
-    store_path: str
+    backend: Backend  # opens the store objects the web uses (each request's worker opens its own store)
     prober: Prober | None = None  # re-probes a service when a citizen reports a fault
     problems: Callable[[], list[str]] = list  # what makes the service not ready (named on /readyz)
     metrics: Any = None
     refresh: Callable[[], None] = lambda: None  # brings gauges up to date before /metrics answers
     board: StatusBoard = field(init=False)
-    records: WebRecords = field(init=False)
-    subscribers: Subscribers = field(init=False)
+    records: WebRecordStore = field(init=False)
+    subscribers: SubscriberStore = field(init=False)
     notifier: Notifier = field(init=False)
     limiter: RateLimit = field(default_factory=RateLimit)
     pages: dict[tuple[str, str | None, str], tuple[int, bytes, bytes]] = field(default_factory=dict)
@@ -82,10 +81,10 @@ class WebContext:
     used_challenges: UsedChallenges = field(default_factory=lambda: UsedChallenges())
 
     def __post_init__(self) -> None:
-        self.board = StatusBoard(self.config, self.store_path, prerender=self.prerender_agency)
-        self.records = WebRecords(self.store_path)
-        self.subscribers = Subscribers(self.store_path)
-        self.notifier = Notifier(self.config, Outbox(self.store_path), self.subscribers)
+        self.board = StatusBoard(self.config, self.backend.store, prerender=self.prerender_agency)
+        self.records = self.backend.web_records()
+        self.subscribers = self.backend.subscribers()
+        self.notifier = Notifier(self.config, self.backend.outbox(), self.subscribers)
 
     def page(self, agency_id: str, service_id: str | None, lang: str, version: int,
              statuses: list[Any]) -> tuple[int, bytes, bytes]:

@@ -20,7 +20,6 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from collector.sqlite_store import SqliteStore
 from core.config import DidbanConfig, ServiceConfig
 from core.model import Outage, ServiceMonth
 from core.timefmt import TEHRAN, jalali
@@ -30,6 +29,7 @@ from sla_calc.derive import quorum_segments
 from sla_calc.intervals import clip, intersection, measure, union
 from sla_calc.month import applies, notice_verdict, truncate_percent
 from sla_calc.periods import JalaliMonth
+from store.contract import Store
 
 DAY_MS = 86_400_000
 HISTORY_DAYS = 90
@@ -99,10 +99,10 @@ class StatusBoard:
     has a version number, so rendered pages can be cached per version.
     """
 
-    def __init__(self, config: DidbanConfig, store_path: str, ttl: float = 15.0,
+    def __init__(self, config: DidbanConfig, open_store: Callable[[], Store], ttl: float = 15.0,
                  prerender: Callable[[str, int, list[ServiceStatus]], None] | None = None) -> None:
         self.config = config
-        self.store_path = store_path
+        self.open_store = open_store
         self.ttl = ttl
         # Called in the builder thread with each new board, so large pages are rendered there too.
         self.prerender = prerender
@@ -155,7 +155,7 @@ class StatusBoard:
     def _build_agency(self, agency_id: str, now_ms: int | None) -> list[ServiceStatus]:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         agency = next(a for a in self.config.agencies if a.id == agency_id)
-        store = SqliteStore(self.store_path)
+        store = self.open_store()
         try:
             states = store.states()
             # The month so far comes from the settlement itself: the same figure as every report and export.
@@ -166,7 +166,7 @@ class StatusBoard:
         finally:
             store.close()
 
-    def _service(self, store: SqliteStore, service: ServiceConfig, state: Any, figures: ServiceMonth | None,
+    def _service(self, store: Store, service: ServiceConfig, state: Any, figures: ServiceMonth | None,
                  now_ms: int) -> ServiceStatus:
         agreement = self.config.agreement(service.agreement)
         interval_ms = round(service.interval_seconds * 1000)

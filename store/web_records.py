@@ -7,95 +7,19 @@ created, and never again.  Every write through the admin API is audited
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-import sqlite3
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from core.tracking import new_code
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS receipts (
-    code TEXT PRIMARY KEY, service TEXT NOT NULL, description TEXT NOT NULL, contact TEXT NOT NULL DEFAULT '',
-    created_ms INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'open',      -- open | acknowledged | resolved
-    probe_confirmed INTEGER, probe_detail TEXT, note TEXT NOT NULL DEFAULT '',
-    acknowledged_ms INTEGER, resolved_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS receipts_by_time ON receipts (created_ms);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    digest TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, who TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
-    status INTEGER NOT NULL, body TEXT NOT NULL
-);
-"""
-ROLES = ("viewer", "operator", "admin")
-# Columns added after the first release, migrated in place.
-_TOKEN_COLUMNS = (("expires_ms", "INTEGER"), ("revoked_ms", "INTEGER"))
-
-
-@dataclass(frozen=True, slots=True)
-class TokenCheck:
-    """What a presented token is: ``state`` is ok, unknown, revoked or expired."""
-
-    state: str
-    name: str = ""
-    role: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    id: int
-    name: str
-    role: str
-    created_ms: int
-    expires_ms: int | None
-    revoked_ms: int | None
-
-    def state(self, now_ms: int) -> str:
-        if self.revoked_ms is not None:
-            return "revoked"
-        if self.expires_ms is not None and now_ms >= self.expires_ms:
-            return "expired"
-        return "active"
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    code: str
-    service: str
-    description: str
-    contact: str
-    created_ms: int
-    state: str
-    probe_confirmed: bool | None
-    probe_detail: str | None
-    note: str
-
-    def public(self) -> dict[str, Any]:
-        """What anyone holding the code may see (no contact details)."""
-        return {"code": self.code, "service": self.service, "state": self.state, "created_ms": self.created_ms,
-                "probe_confirmed": self.probe_confirmed, "description": self.description, "note": self.note}
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+from store.contract import ROLES, Receipt, TokenCheck, TokenInfo, token_digest
+from store.database import Database
 
 
 class WebRecords:
-    def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(api_tokens)")}
-        for column, kind in _TOKEN_COLUMNS:
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE api_tokens ADD COLUMN {column} {kind}")
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # -- receipts ------------------------------------------------------------------
 
@@ -128,7 +52,7 @@ class WebRecords:
         if service is not None:
             query += " AND service = ?"
             params.append(service)
-        codes = [row[0] for row in self._db.execute(query + " ORDER BY created_ms", params)]
+        codes = [row[0] for row in self._db.execute(query + " ORDER BY created_ms", params).fetchall()]
         return [r for code in codes if (r := self.receipt(code)) is not None]
 
     def set_receipt_state(self, code: str, state: str, note: str, now_ms: int) -> bool:
@@ -147,7 +71,7 @@ class WebRecords:
             raise ValueError("the expiry must be in the future")
         token = "dbn_" + secrets.token_urlsafe(32)
         self._db.execute("INSERT INTO api_tokens (digest, name, role, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
-                         (digest(token), name, role, now_ms, expires_ms))
+                         (token_digest(token), name, role, now_ms, expires_ms))
         return token
 
     def token(self, token: str) -> tuple[str, str] | None:
@@ -157,7 +81,7 @@ class WebRecords:
 
     def check_token(self, token: str, now_ms: int) -> TokenCheck:
         row = self._db.execute("SELECT name, role, expires_ms, revoked_ms FROM api_tokens WHERE digest = ?",
-                               (digest(token),)).fetchone()
+                               (token_digest(token),)).fetchone()
         if row is None:
             return TokenCheck("unknown")
         name, role, expires, revoked = row
@@ -169,7 +93,7 @@ class WebRecords:
 
     def tokens(self) -> list[TokenInfo]:
         rows = self._db.execute("SELECT rowid, name, role, created_ms, expires_ms, revoked_ms FROM api_tokens "
-                                "ORDER BY rowid")
+                                "ORDER BY rowid").fetchall()
         return [TokenInfo(*row) for row in rows]
 
     def revoke_token(self, token_id: int, now_ms: int) -> bool:
@@ -183,7 +107,7 @@ class WebRecords:
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT ts_ms, who, method, path, status, body FROM audit ORDER BY id DESC LIMIT ?",
-                                (limit,))
+                                (limit,)).fetchall()
         return [{"ts_ms": ts, "who": who, "method": m, "path": p, "status": s, "body": json.loads(b)}
                 for ts, who, m, p, s, b in rows]
 

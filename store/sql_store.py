@@ -1,26 +1,25 @@
-"""SQLite: the embedded default store and Didban's system of record.
+"""The system of record's results and SLA records, in SQL both backends speak.
 
-WAL journal with ``synchronous=NORMAL``: a ``kill -9`` of the process loses
-nothing that was committed (only a power cut could lose the last
-transactions).  Each collector batch is one transaction.  Services and
-locations are interned to integer keys so a result row stays small: 10,000
-services at a 30 s interval write ~29 M rows a day.
+Each collector batch is one transaction.  Services and locations are
+interned to integer keys so a result row stays small: 10,000 services at a
+30 s interval write ~29 M rows a day.  The schema is made and upgraded by
+``store.schema``; this module only reads and writes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.store import Batch, OutageChange, StoreUnavailable
 from core.model import Credit, Exclusion, MaintenanceWindow, Outage, ProbeResult, ServiceState, Status
 from core.tracking import new_code
 from sla_calc.derive import Segment, TrackerState, derive_segments
+from store.contract import Batch, OutageChange
+from store.database import Database, upsert
 
 log = logging.getLogger("didban.store")
 
@@ -28,98 +27,32 @@ _STATUS_CODE = {Status.UP: 0, Status.DOWN: 1, Status.UNKNOWN: 2}
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
 LATEST_FLUSH_SECONDS = 2.0
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS services (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS locations (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS results (
-    service INTEGER NOT NULL, location INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
-    status INTEGER NOT NULL, latency_ms REAL NOT NULL,
-    error TEXT, detail TEXT, http_status INTEGER, cert_days_left REAL
-);
-CREATE INDEX IF NOT EXISTS results_by_service_time ON results (service, ts_ms);
-CREATE TABLE IF NOT EXISTS latest (
-    service INTEGER NOT NULL, location INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
-    status INTEGER NOT NULL, since_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, error TEXT,
-    PRIMARY KEY (service, location)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trackers (
-    service INTEGER NOT NULL, location INTEGER NOT NULL,
-    last_ts_ms INTEGER, run_start_ms INTEGER, run_length INTEGER NOT NULL,
-    run_last_ms INTEGER, open INTEGER NOT NULL,
-    PRIMARY KEY (service, location)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outages (
-    id INTEGER PRIMARY KEY, service INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER,
-    error TEXT, tracking_code TEXT NOT NULL UNIQUE
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_open_outage_per_service ON outages (service) WHERE end_ms IS NULL;
-CREATE TABLE IF NOT EXISTS segments (
-    service INTEGER NOT NULL, location INTEGER NOT NULL,
-    start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, down INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segments_by_service_time ON segments (service, location, start_ms);
-CREATE TABLE IF NOT EXISTS horizons (
-    service INTEGER NOT NULL, location INTEGER NOT NULL, horizon_ms INTEGER NOT NULL,
-    PRIMARY KEY (service, location)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS maintenance (
-    id TEXT PRIMARY KEY, services TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
-    announced_at_ms INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0, title TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS exclusions (
-    id TEXT PRIMARY KEY, services TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
-    reason TEXT NOT NULL, evidence TEXT NOT NULL DEFAULT '', recorded_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS month_closes (
-    month TEXT PRIMARY KEY, closed_ms INTEGER NOT NULL, report TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ledger (
-    tracking_code TEXT PRIMARY KEY, month TEXT NOT NULL, service TEXT NOT NULL, kind TEXT NOT NULL,
-    credit_percent REAL NOT NULL, amount REAL NOT NULL, availability_percent REAL NOT NULL,
-    issued_ms INTEGER NOT NULL, adjusts TEXT, note TEXT NOT NULL DEFAULT ''
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_credit_per_service_month ON ledger (month, service) WHERE kind = 'credit';
--- Archived evidence packs, content-addressed (the pack digest), stored in chunks so no row nears a size limit.
-CREATE TABLE IF NOT EXISTS evidence_packs (
-    digest TEXT PRIMARY KEY, month TEXT NOT NULL, created_ms INTEGER NOT NULL, size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS evidence_chunks (
-    digest TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (digest, seq)
-) WITHOUT ROWID;
--- A closed month is immutable: its report and its credits can be added to, never changed.
-CREATE TRIGGER IF NOT EXISTS month_closes_immutable BEFORE UPDATE ON month_closes
-BEGIN SELECT RAISE(ABORT, 'a closed month is immutable: record an adjustment instead'); END;
-CREATE TRIGGER IF NOT EXISTS month_closes_undeletable BEFORE DELETE ON month_closes
-BEGIN SELECT RAISE(ABORT, 'a closed month is immutable'); END;
-CREATE TRIGGER IF NOT EXISTS ledger_immutable BEFORE UPDATE ON ledger
-BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable: record an adjustment instead'); END;
-CREATE TRIGGER IF NOT EXISTS ledger_undeletable BEFORE DELETE ON ledger
-BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;
-"""
-
-
-_ADDED_COLUMNS = (
-    ("results", "cert_days_left", "REAL"),
-    ("month_closes", "pack_sha256", "TEXT"),
-    ("ledger", "pack_sha256", "TEXT"),
-)
 _CHUNK_BYTES = 8 << 20
 
 
-class SqliteStore:
-    def __init__(self, path: str | Path, busy_timeout_s: float = 5.0) -> None:
-        self.path = Path(path)
-        # One connection, used by one thread at a time (the collector's writer
-        # thread, or the CLI's main thread).
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        for table, column, kind in _ADDED_COLUMNS:  # a store made before these columns existed
-            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+_RESULT_COLUMNS = ("service", "location", "ts_ms", "status", "latency_ms", "error", "detail", "http_status",
+                   "cert_days_left")
+_LATEST_COLUMNS = ("service", "location", "ts_ms", "status", "since_ms", "latency_ms", "error")
+_TRACKER_COLUMNS = ("service", "location", "last_ts_ms", "run_start_ms", "run_length", "run_last_ms", "open")
+_UPSERT_LATEST = upsert("latest", _LATEST_COLUMNS, ("service", "location"))
+_UPSERT_TRACKER = upsert("trackers", _TRACKER_COLUMNS, ("service", "location"))
+_UPSERT_HORIZON = upsert("horizons", ("service", "location", "horizon_ms"), ("service", "location"))
+
+
+class SqlStore:
+    """Results and SLA records over one connection, used by one thread at a time (the collector's
+    writer thread, a CLI command, or one request's worker thread)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._db = db
+        self._load_caches()
+
+    def describe(self) -> str:
+        return self.db.describe()
+
+    def reload(self) -> None:
+        """Read the caches again (rows were written past this object: a copy, another writer)."""
         self._load_caches()
 
     def _load_caches(self) -> None:
@@ -127,112 +60,116 @@ class SqliteStore:
 
         Reloaded after a rollback so the caches never hold what was not committed.
         """
-        self._keys: dict[tuple[str, str], int] = {}
-        self._ids: dict[tuple[str, int], str] = {}
+        keys: dict[tuple[str, str], int] = {}
+        ids: dict[tuple[str, int], str] = {}
         for table in ("services", "locations"):
-            for key, ident in self._db.execute(f"SELECT key, id FROM {table}"):
-                self._keys[(table, ident)] = key
-                self._ids[(table, key)] = ident
-        rows = self._db.execute("SELECT service, location, ts_ms, status, since_ms, latency_ms, error FROM latest")
-        self._latest = {(s, loc): (ts, st, since, lat, err) for s, loc, ts, st, since, lat, err in rows}
+            for key, ident in self._db.execute(f"SELECT key, id FROM {table}").fetchall():
+                keys[(table, ident)] = key
+                ids[(table, key)] = ident
+        rows = self._db.execute("SELECT service, location, ts_ms, status, since_ms, latency_ms, error "
+                                "FROM latest").fetchall()
+        latest = {(s, loc): (ts, st, since, lat, err) for s, loc, ts, st, since, lat, err in rows}
+        horizons = {(s, loc): h for s, loc, h in
+                    self._db.execute("SELECT service, location, horizon_ms FROM horizons").fetchall()}
+        # Assigned together once all is read: a failed reload leaves the previous caches whole.
+        self._keys, self._ids, self._latest, self._horizons = keys, ids, latest, horizons
         self._latest_dirty: set[tuple[int, int]] = set()
         self._latest_flushed = time.monotonic()
-        self._horizons = {(s, loc): h for s, loc, h in self._db.execute("SELECT * FROM horizons")}
+        self._stale = False
 
     # -- interning ---------------------------------------------------------
 
     def _key(self, table: str, ident: str) -> int:
         key = self._keys.get((table, ident))
         if key is None:
-            self._db.execute(f"INSERT OR IGNORE INTO {table} (id) VALUES (?)", (ident,))
+            self._db.execute(f"INSERT INTO {table} (id) VALUES (?) ON CONFLICT DO NOTHING", (ident,))
             (key,) = self._db.execute(f"SELECT key FROM {table} WHERE id = ?", (ident,)).fetchone()
             self._keys[(table, ident)] = key
             self._ids[(table, key)] = ident
         return key
 
+    def _ident(self, table: str, key: int) -> str:
+        ident = self._ids.get((table, key))
+        if ident is None:  # interned by another process (another writer) after this one loaded its caches
+            (ident,) = self._db.execute(f"SELECT id FROM {table} WHERE key = ?", (key,)).fetchone()
+            self._keys[(table, ident)] = key
+            self._ids[(table, key)] = ident
+        return ident
+
     def _service(self, key: int) -> str:
-        return self._ids[("services", key)]
+        return self._ident("services", key)
 
     def _location(self, key: int) -> str:
-        return self._ids[("locations", key)]
+        return self._ident("locations", key)
 
     # -- writing -----------------------------------------------------------
 
     def write(self, batch: Batch) -> list[Outage]:
+        """Raises StoreUnavailable (locked, disk full, read-only, connection lost): nothing was written."""
+        if self._stale:
+            self._load_caches()
         try:
-            return self._write(batch)
-        except sqlite3.OperationalError as exc:  # locked, disk full, read-only, I/O error
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StoreUnavailable(str(exc)) from exc
+            with self._db.transaction():
+                return self._write(batch)
+        except BaseException:
+            self._stale = True  # the caches may hold what was not committed: reloaded before the next write
+            raise
 
     def _write(self, batch: Batch) -> list[Outage]:
         db = self._db
         changed: list[Outage] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            rows = []
-            touched: set[tuple[int, int]] = set()
-            for result in sorted(batch.results, key=lambda r: r.ts_ms):
-                service = self._key("services", result.service)
-                location = self._key("locations", result.location)
-                code = _STATUS_CODE[result.status]
-                rows.append(
-                    (service, location, result.ts_ms, code, result.latency_ms,
-                     result.error, result.detail or None, result.http_status, result.cert_days_left)
-                )
-                previous = self._latest.get((service, location))
-                if previous is None or result.ts_ms >= previous[0]:
-                    state_changed = previous is None or previous[1] != code
-                    since = result.ts_ms if state_changed else previous[2]  # type: ignore[index]
-                    self._latest[(service, location)] = (result.ts_ms, code, since, result.latency_ms, result.error)
-                    (touched if state_changed else self._latest_dirty).add((service, location))
-            for service, location, ts_ms, *_ in rows:
-                horizon = self._horizons.get((service, location))
-                if horizon is not None and ts_ms <= horizon:
-                    self._roll_back_horizon((service, location), ts_ms)
-            db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            # A change of state is written with its result, so "since" survives a crash; the
-            # last latency of an unchanged state is refreshed every few seconds.
-            if time.monotonic() - self._latest_flushed > LATEST_FLUSH_SECONDS:
-                touched |= self._latest_dirty
-                self._latest_dirty = set()
-                self._latest_flushed = time.monotonic()
-            db.executemany(
-                "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(s, loc, *self._latest[(s, loc)]) for s, loc in touched],
+        rows = []
+        touched: set[tuple[int, int]] = set()
+        for result in sorted(batch.results, key=lambda r: r.ts_ms):
+            service = self._key("services", result.service)
+            location = self._key("locations", result.location)
+            code = _STATUS_CODE[result.status]
+            rows.append(
+                (service, location, result.ts_ms, code, result.latency_ms,
+                 result.error, result.detail or None, result.http_status, result.cert_days_left)
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO trackers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (self._key("services", svc), self._key("locations", loc), st.last_ts_ms,
-                     st.run_start_ms, st.run_length, st.run_last_ms, int(st.open))
-                    for (svc, loc), st in batch.trackers.items()
-                ],
-            )
-            for change in batch.changes:
-                outage = self._apply(change)
-                if outage is not None:
-                    changed.append(outage)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self._load_caches()
-            raise
+            previous = self._latest.get((service, location))
+            if previous is None or result.ts_ms >= previous[0]:
+                state_changed = previous is None or previous[1] != code
+                since = result.ts_ms if state_changed else previous[2]  # type: ignore[index]
+                self._latest[(service, location)] = (result.ts_ms, code, since, result.latency_ms, result.error)
+                (touched if state_changed else self._latest_dirty).add((service, location))
+        for service, location, ts_ms, *_ in rows:
+            horizon = self._horizons.get((service, location))
+            if horizon is not None and ts_ms <= horizon:
+                self._roll_back_horizon((service, location), ts_ms)
+        db.insert_many("results", _RESULT_COLUMNS, rows)
+        # A change of state is written with its result, so "since" survives a crash; the
+        # last latency of an unchanged state is refreshed every few seconds.
+        if time.monotonic() - self._latest_flushed > LATEST_FLUSH_SECONDS:
+            touched |= self._latest_dirty
+            self._latest_dirty = set()
+            self._latest_flushed = time.monotonic()
+        db.executemany(_UPSERT_LATEST, [(s, loc, *self._latest[(s, loc)]) for s, loc in touched])
+        db.executemany(
+            _UPSERT_TRACKER,
+            [
+                (self._key("services", svc), self._key("locations", loc), st.last_ts_ms,
+                 st.run_start_ms, st.run_length, st.run_last_ms, int(st.open))
+                for (svc, loc), st in batch.trackers.items()
+            ],
+        )
+        for change in batch.changes:
+            outage = self._apply(change)
+            if outage is not None:
+                changed.append(outage)
         return changed
 
     def _apply(self, change: OutageChange) -> Outage | None:
         service = self._key("services", change.service)
         if change.opening:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO outages (service, start_ms, end_ms, error, tracking_code) "
-                "VALUES (?, ?, NULL, ?, ?)",
+            row = self._db.execute(
+                "INSERT INTO outages (service, start_ms, end_ms, error, tracking_code) "
+                "VALUES (?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
                 (service, change.at_ms, change.error, new_code("OT")),
-            )
-            if cursor.rowcount == 0:
+            ).fetchone()
+            if row is None:
                 return None  # already open (a restart replayed it): never duplicate
-            row = self._db.execute("SELECT * FROM outages WHERE id = ?", (cursor.lastrowid,)).fetchone()
         else:
             row = self._db.execute(
                 "UPDATE outages SET end_ms = ? WHERE service = ? AND end_ms IS NULL RETURNING *",
@@ -396,16 +333,11 @@ class SqliteStore:
         ).fetchall()
         derived = derive_segments(((ts, _CODE_STATUS[st]) for ts, st in raw), interval_ms, threshold)
         kept = [(start, min(end, cut), down) for start, end, down in derived if start < cut]
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
-                           [(*pair, start, end, int(down)) for start, end, down in kept])
-            db.execute("INSERT OR REPLACE INTO horizons VALUES (?, ?, ?)", (*pair, cut))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        with self._db.transaction():
+            self._db.executemany("INSERT INTO segments (service, location, start_ms, end_ms, down) "
+                                 "VALUES (?, ?, ?, ?, ?)",
+                                 [(*pair, start, end, int(down)) for start, end, down in kept])
+            self._db.execute(_UPSERT_HORIZON, (*pair, cut))
         self._horizons[pair] = cut
         return len(kept)
 
@@ -420,7 +352,7 @@ class SqliteStore:
                          (*pair, restart))
         self._db.execute("UPDATE segments SET end_ms = ? WHERE service = ? AND location = ? AND end_ms > ?",
                          (restart, *pair, restart))
-        self._db.execute("INSERT OR REPLACE INTO horizons VALUES (?, ?, ?)", (*pair, restart))
+        self._db.execute(_UPSERT_HORIZON, (*pair, restart))
         self._horizons[pair] = restart
 
     def period_segments(self, service: str, location: str, start_ms: int, end_ms: int, interval_ms: int,
@@ -454,10 +386,7 @@ class SqliteStore:
 
     def _flush_latest(self) -> None:
         if self._latest_dirty:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(s, loc, *self._latest[(s, loc)]) for s, loc in self._latest_dirty],
-            )
+            self._db.executemany(_UPSERT_LATEST, [(s, loc, *self._latest[(s, loc)]) for s, loc in self._latest_dirty])
             self._latest_dirty = set()
 
     # -- all results of a time window (evidence, month figures) -----------------------------
@@ -466,7 +395,8 @@ class SqliteStore:
 
     def add_maintenance(self, window: MaintenanceWindow, title: str = "") -> None:
         self._db.execute(
-            "INSERT INTO maintenance VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO maintenance (id, services, start_ms, end_ms, announced_at_ms, cancelled, title) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (window.id, json.dumps(list(window.services)), window.start_ms, window.end_ms,
              window.announced_at_ms, int(window.cancelled), title),
         )
@@ -490,9 +420,13 @@ class SqliteStore:
         )
         return [MaintenanceWindow(i, tuple(json.loads(s)), a, b, ann, bool(c)) for i, s, a, b, ann, c in rows]
 
+    def maintenance_titles(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT id, title FROM maintenance").fetchall())
+
     def add_exclusion(self, exclusion: Exclusion, recorded_ms: int) -> None:
         self._db.execute(
-            "INSERT INTO exclusions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO exclusions (id, services, start_ms, end_ms, reason, evidence, recorded_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (exclusion.id, json.dumps(list(exclusion.services)), exclusion.start_ms, exclusion.end_ms,
              exclusion.reason, exclusion.evidence, recorded_ms),
         )
@@ -519,20 +453,15 @@ class SqliteStore:
     def record_close(self, month: str, closed_ms: int, report: dict[str, Any], credits: Sequence[Credit],
                      pack_sha256: str | None = None) -> bool:
         """Close a month with its report, credits and pack digest, atomically; False if it was already closed."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO month_closes (month, closed_ms, report, pack_sha256) VALUES (?, ?, ?, ?)",
+        with self._db.transaction():
+            inserted = self._db.execute(
+                "INSERT INTO month_closes (month, closed_ms, report, pack_sha256) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (month, closed_ms, json.dumps(report, ensure_ascii=False), pack_sha256),
             ).rowcount
             if inserted:
                 for credit in credits:
                     self._insert_credit(credit)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return bool(inserted)
 
     def add_ledger_entry(self, entry: Credit) -> None:
@@ -540,14 +469,16 @@ class SqliteStore:
 
     def _insert_credit(self, credit: Credit) -> None:
         self._db.execute(
-            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ledger (tracking_code, month, service, kind, credit_percent, amount, availability_percent, "
+            "issued_ms, adjusts, note, pack_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (credit.tracking_code, credit.month, credit.service, credit.kind, credit.credit_percent,
              credit.amount, credit.availability_percent, credit.issued_ms, credit.adjusts, credit.note,
              credit.pack_sha256 or None),
         )
 
     def ledger(self, month: str | None = None, service: str | None = None) -> list[Credit]:
-        query = "SELECT * FROM ledger WHERE 1=1"
+        query = ("SELECT tracking_code, month, service, kind, credit_percent, amount, availability_percent, "
+                 "issued_ms, adjusts, note, pack_sha256 FROM ledger WHERE 1=1")
         params: list[object] = []
         if month is not None:
             query += " AND month = ?"
@@ -566,17 +497,12 @@ class SqliteStore:
     def archive_pack(self, digest: str, month: str, created_ms: int, data: bytes) -> None:
         """Keep a pack (its archive bytes) under its digest; the same pack archived twice is kept once."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if db.execute("INSERT OR IGNORE INTO evidence_packs VALUES (?, ?, ?, ?)",
-                          (digest, month, created_ms, len(data))).rowcount:
-                db.executemany("INSERT INTO evidence_chunks VALUES (?, ?, ?)",
-                               [(digest, seq, data[offset:offset + _CHUNK_BYTES])
-                                for seq, offset in enumerate(range(0, len(data), _CHUNK_BYTES))])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        with db.transaction():
+            if db.execute("INSERT INTO evidence_packs (digest, month, created_ms, size) VALUES (?, ?, ?, ?) "
+                          "ON CONFLICT DO NOTHING", (digest, month, created_ms, len(data))).rowcount:
+                for seq, offset in enumerate(range(0, len(data), _CHUNK_BYTES)):
+                    db.execute("INSERT INTO evidence_chunks (digest, seq, data) VALUES (?, ?, ?)",
+                               (digest, seq, data[offset:offset + _CHUNK_BYTES]))
 
     def archived_pack(self, digest: str) -> bytes | None:
         if self._db.execute("SELECT 1 FROM evidence_packs WHERE digest = ?", (digest,)).fetchone() is None:
@@ -587,20 +513,15 @@ class SqliteStore:
     def purge_packs(self, before_ms: int) -> int:
         """Evidence retention: forget packs archived before ``before_ms``; return how many."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with db.transaction():
             digests = [d for (d,) in db.execute("SELECT digest FROM evidence_packs WHERE created_ms < ?",
-                                                (before_ms,))]
+                                                (before_ms,)).fetchall()]
             for digest in digests:
                 db.execute("DELETE FROM evidence_chunks WHERE digest = ?", (digest,))
                 db.execute("DELETE FROM evidence_packs WHERE digest = ?", (digest,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return len(digests)
 
-    def __enter__(self) -> SqliteStore:
+    def __enter__(self) -> SqlStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -609,7 +530,14 @@ class SqliteStore:
     def close(self) -> None:
         try:
             self._flush_latest()
-        except sqlite3.Error:
-            pass  # the rows are derivable from the results; never fail a shutdown over them
+        except Exception:
+            log.debug("latest state not flushed at close", exc_info=True)
         self._db.close()
+
+
+def SqliteStore(path: str | Path, busy_timeout_s: float = 5.0) -> SqlStore:
+    """The embedded default: the store in one SQLite file (made or upgraded to the current schema)."""
+    from store.schema import open_sqlite
+
+    return SqlStore(open_sqlite(path, busy_timeout_s))
 

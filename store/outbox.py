@@ -1,7 +1,9 @@
-"""The persistent outbox: every notice is a row in SQLite before any send.
+"""The persistent outbox: every notice is a row in the store before any send.
 
-A worker claims a row with a conditional ``UPDATE … WHERE state = 'pending'``
-so two workers never send it twice.  Transient failures go back to
+Workers claim due rows with one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE
+SKIP LOCKED)`` on PostgreSQL (SQLite serialises writers, so the same
+statement without the lock clause is enough there), so two workers, in one
+process or several, never send a notice twice.  Transient failures go back to
 ``pending`` with exponential backoff and jitter; permanent ones stop as
 ``failed`` with the reason.  A row left ``sending`` by a process that died is
 returned to ``pending`` after ``stale_seconds``: that one notice may then be
@@ -12,64 +14,16 @@ the same event never queues a second notice to the same person.
 from __future__ import annotations
 
 import random
-import sqlite3
-from dataclasses import dataclass
-from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    event TEXT NOT NULL,             -- de-duplication: the event this notice announces
-    channel TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    lang TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    body TEXT NOT NULL,
-    html TEXT,
-    state TEXT NOT NULL DEFAULT 'pending',   -- pending | sending | sent | failed
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL,
-    claimed_ms INTEGER,
-    created_ms INTEGER NOT NULL,
-    sent_ms INTEGER,
-    last_error TEXT,
-    UNIQUE (event, channel, recipient)
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """One message to one recipient through one channel."""
-
-    event: str
-    channel: str
-    recipient: str
-    lang: str
-    subject: str
-    body: str
-    html: str | None = None
-    id: int = 0
-    attempts: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    notice: Notice
-    state: str
-    attempts: int
-    last_error: str | None
-    next_attempt_ms: int
+from store.contract import Notice, OutboxRow
+from store.database import Database
 
 
 class Outbox:
-    def __init__(self, path: str | Path, *, base_delay_s: float = 2.0, max_delay_s: float = 300.0,
+    def __init__(self, db: Database, *, base_delay_s: float = 2.0, max_delay_s: float = 300.0,
                  max_attempts: int = 50, stale_seconds: float = 120.0) -> None:
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = db
+        self._lock_clause = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
         self.base_delay_ms = base_delay_s * 1000
         self.max_delay_ms = max_delay_s * 1000
         self.max_attempts = max_attempts
@@ -77,12 +31,11 @@ class Outbox:
 
     def enqueue(self, notices: list[Notice], now_ms: int) -> int:
         """Queue notices; one already queued for the same (event, channel, recipient) is skipped."""
-        cursor = self._db.executemany(
-            "INSERT OR IGNORE INTO outbox (event, channel, recipient, lang, subject, body, html, next_attempt_ms, "
-            "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        return self._db.executemany(
+            "INSERT INTO outbox (event, channel, recipient, lang, subject, body, html, next_attempt_ms, "
+            "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(n.event, n.channel, n.recipient, n.lang, n.subject, n.body, n.html, now_ms, now_ms) for n in notices],
         )
-        return int(cursor.rowcount)
 
     def recover_stale(self, now_ms: int) -> int:
         """Return rows a dead worker left 'sending' to 'pending' (at-least-once delivery)."""
@@ -92,25 +45,21 @@ class Outbox:
         ).rowcount)
 
     def claim(self, now_ms: int, limit: int, channel: str | None = None) -> list[Notice]:
-        """Claim due notices (of one channel, or any): one conditional UPDATE each."""
-        query = "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?"
-        params: list[object] = [now_ms]
+        """Claim due notices (of one channel, or any) in one statement; rows another worker holds are skipped."""
+        due = "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?"
+        params: list[object] = [now_ms, now_ms]
         if channel is not None:
-            query += " AND channel = ?"
+            due += " AND channel = ?"
             params.append(channel)
-        ids = [row[0] for row in self._db.execute(query + " ORDER BY next_attempt_ms, id LIMIT ?", (*params, limit))]
-        claimed: list[Notice] = []
-        for ident in ids:
-            row = self._db.execute(
-                "UPDATE outbox SET state = 'sending', claimed_ms = ?, attempts = attempts + 1 "
-                "WHERE id = ? AND state = 'pending' "
-                "RETURNING id, event, channel, recipient, lang, subject, body, html, attempts",
-                (now_ms, ident),
-            ).fetchone()
-            if row is not None:  # another worker may have taken it between the SELECT and here
-                ident, event, channel_id, recipient, lang, subject, body, html, attempts = row
-                claimed.append(Notice(event, channel_id, recipient, lang, subject, body, html, ident, attempts))
-        return claimed
+        rows = self._db.execute(
+            "UPDATE outbox SET state = 'sending', claimed_ms = ?, attempts = attempts + 1 "
+            f"WHERE state = 'pending' AND id IN ({due} ORDER BY next_attempt_ms, id LIMIT ?{self._lock_clause}) "
+            "RETURNING id, event, channel, recipient, lang, subject, body, html, attempts, next_attempt_ms",
+            (*params, limit),
+        ).fetchall()
+        rows.sort(key=lambda row: (row[9], row[0]))  # RETURNING keeps no order: the oldest due first
+        return [Notice(event, channel_id, recipient, lang, subject, body, html, ident, attempts)
+                for ident, event, channel_id, recipient, lang, subject, body, html, attempts, _ in rows]
 
     def sent(self, notice: Notice, now_ms: int) -> None:
         self._db.execute("UPDATE outbox SET state = 'sent', sent_ms = ?, last_error = NULL WHERE id = ?",
@@ -134,7 +83,7 @@ class Outbox:
             f"SELECT id, event, channel, recipient, lang, subject, body, html, attempts, state, last_error, "
             f"next_attempt_ms FROM outbox WHERE state IN ({marks}) ORDER BY id LIMIT ?",
             (*states, limit),
-        )
+        ).fetchall()
         return [
             OutboxRow(Notice(event, channel, recipient, lang, subject, body, html, ident, attempts), state, attempts,
                       error, next_ms)
@@ -143,11 +92,11 @@ class Outbox:
 
     def counts(self, channels: tuple[str, ...] | None = None) -> dict[str, int]:
         if channels is None:
-            rows = self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state")
+            rows = self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
         else:
             marks = ",".join("?" * len(channels))
             rows = self._db.execute(f"SELECT state, count(*) FROM outbox WHERE channel IN ({marks}) GROUP BY state",
-                                    channels)
+                                    channels).fetchall()
         return {state: count for state, count in rows}
 
     def close(self) -> None:

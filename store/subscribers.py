@@ -15,55 +15,21 @@ locked after ``MAX_WRONG_ATTEMPTS`` wrong tries.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-from alerting.addresses import BadAddress, normalise
+from core.addresses import BadAddress, normalise
+from store.contract import Subscriber, TooManyCodes
+from store.database import Database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS subscribers (
-    id INTEGER PRIMARY KEY, service TEXT NOT NULL, kind TEXT NOT NULL, address TEXT NOT NULL,
-    lang TEXT NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, code TEXT NOT NULL, token TEXT NOT NULL UNIQUE,
-    created_ms INTEGER NOT NULL, UNIQUE (service, kind, address)
-);
-CREATE TABLE IF NOT EXISTS acks (outage_id INTEGER PRIMARY KEY, acked_ms INTEGER NOT NULL, acked_by TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS codes_sent (kind TEXT NOT NULL, address TEXT NOT NULL, sent_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS codes_sent_by_address ON codes_sent (kind, address, sent_ms);
-"""
 STOP_WORDS = {"لغو", "stop", "unsubscribe", "۱۱", "11"}
 CODES_PER_HOUR = 3
 CODE_LIFETIME_MS = 15 * 60_000
 MAX_WRONG_ATTEMPTS = 5
-_ADDED_COLUMNS = (("code_ms", "INTEGER NOT NULL DEFAULT 0"), ("wrong_attempts", "INTEGER NOT NULL DEFAULT 0"))
-
-
-class TooManyCodes(Exception):
-    """This address was sent as many codes as an hour allows: nothing more is sent to it now."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subscriber:
-    id: int
-    service: str
-    kind: str  # "email" | "sms"
-    address: str
-    lang: str
-    confirmed: bool
-    code: str
-    token: str
 
 
 class Subscribers:
-    def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(subscribers)")}
-        for column, kind in _ADDED_COLUMNS:
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE subscribers ADD COLUMN {column} {kind}")
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def subscribe(self, service: str, kind: str, address: str, lang: str, now_ms: int) -> Subscriber:
         """Create (or renew the code of) an unconfirmed subscription; BadAddress with a reason if invalid,
@@ -76,7 +42,7 @@ class Subscribers:
         if sent >= CODES_PER_HOUR:
             raise TooManyCodes(normalised)
         code = f"{secrets.randbelow(10**6):06d}"
-        self._db.execute("INSERT INTO codes_sent VALUES (?, ?, ?)", (kind, normalised, now_ms))
+        self._db.execute("INSERT INTO codes_sent (kind, address, sent_ms) VALUES (?, ?, ?)", (kind, normalised, now_ms))
         self._db.execute("DELETE FROM codes_sent WHERE sent_ms < ?", (now_ms - 3_600_000,))
         self._db.execute(
             "INSERT INTO subscribers (service, kind, address, lang, code, token, created_ms, code_ms) "
@@ -90,7 +56,8 @@ class Subscribers:
         return found
 
     def find(self, service: str, kind: str, address: str) -> Subscriber | None:
-        row = self._db.execute("SELECT * FROM subscribers WHERE service = ? AND kind = ? AND address = ?",
+        row = self._db.execute("SELECT id, service, kind, address, lang, confirmed, code, token FROM subscribers "
+                               "WHERE service = ? AND kind = ? AND address = ?",
                                (service, kind, normalise(kind, address))).fetchone()
         return self._row(row) if row else None
 
@@ -129,12 +96,13 @@ class Subscribers:
                                     (kind, normalise(kind, address))).rowcount)
 
     def of_service(self, service: str) -> list[Subscriber]:
-        rows = self._db.execute("SELECT * FROM subscribers WHERE service = ? AND confirmed = 1 ORDER BY id",
-                                (service,))
+        rows = self._db.execute("SELECT id, service, kind, address, lang, confirmed, code, token FROM subscribers "
+                                "WHERE service = ? AND confirmed = 1 ORDER BY id", (service,)).fetchall()
         return [self._row(row) for row in rows]
 
     def acknowledge(self, outage_id: int, who: str, now_ms: int) -> bool:
-        return self._db.execute("INSERT OR IGNORE INTO acks VALUES (?, ?, ?)", (outage_id, now_ms, who)).rowcount == 1
+        return self._db.execute("INSERT INTO acks (outage_id, acked_ms, acked_by) VALUES (?, ?, ?) "
+                                "ON CONFLICT DO NOTHING", (outage_id, now_ms, who)).rowcount == 1
 
     def acknowledged(self, outage_id: int) -> bool:
         return self._db.execute("SELECT 1 FROM acks WHERE outage_id = ?", (outage_id,)).fetchone() is not None

@@ -1,0 +1,274 @@
+"""One connection to the system of record, whichever engine holds it.
+
+The store's SQL is written once, in the dialect SQLite and PostgreSQL share
+(``?`` placeholders, ``ON CONFLICT``, ``RETURNING``, partial indexes); this
+module is the only place that knows which engine is underneath: it turns
+placeholders into psycopg's, opens transactions the way each engine wants,
+bulk-loads with ``COPY`` on PostgreSQL, and turns "the store cannot take
+this now" (locked, disk full, connection lost) into ``StoreUnavailable``.
+
+A ``Database`` is used by one thread at a time, as a DB-API connection is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from store.contract import StoreUnavailable
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class Rows(Protocol):
+    """What a statement gives back: a DB-API cursor of either driver."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+def upsert(table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` of every other column: SQLite's and PostgreSQL's common upsert."""
+    marks = ", ".join("?" * len(columns))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
+
+
+class Database:
+    """A connection with the engine's differences taken care of."""
+
+    dialect: Dialect
+
+    def describe(self) -> str:
+        """Where the database is, fit to print (never a password)."""
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run ``sql`` once per row; return the rows it changed."""
+        raise NotImplementedError
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows (the hot path: results)."""
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction holding the write lock; rolled back on any exception."""
+        self.execute(self._begin)
+        try:
+            yield
+        except BaseException:
+            if self.in_transaction:
+                self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    _begin = "BEGIN"
+
+    def table_exists(self, table: str) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SqliteDatabase(Database):
+    """The embedded default: a file, in WAL mode (a ``kill -9`` loses nothing committed)."""
+
+    dialect: Dialect = "sqlite"
+    _begin = "BEGIN IMMEDIATE"
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 5.0) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
+        except sqlite3.OperationalError as exc:  # no such folder, no permission
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.OperationalError as exc:  # locked, disk full, read-only, I/O error
+            raise StoreUnavailable(str(exc)) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        try:
+            return int(self._db.executemany(sql, rows).rowcount)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def executescript(self, script: str) -> None:
+        self._db.executescript(script)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def table_exists(self, table: str) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (table,)).fetchone() is not None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL server, through psycopg 3, in autocommit mode with explicit transactions.
+
+    A lost connection is reopened at the next statement outside a transaction,
+    so a restarted or failed-over server delays writes and loses none of them.
+    """
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conninfo: str, password: str | None = None, connect_timeout_s: int = 10) -> None:
+        self._conninfo = conninfo
+        self._password = password
+        self._connect_timeout_s = connect_timeout_s
+        self._marks: dict[str, str] = {}
+        self._db: Any = None
+        self._connect()
+
+    def new_connection(self) -> Any:
+        """A psycopg connection to the same database (the schema upgrade runs on its own)."""
+        import psycopg
+
+        extra: dict[str, Any] = {"connect_timeout": self._connect_timeout_s, "application_name": "didban"}
+        if self._password is not None:
+            extra["password"] = self._password
+        try:
+            return psycopg.connect(self._conninfo, autocommit=True, **extra)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"{self.describe()}: {_first_line(exc)}") from exc
+
+    def _connect(self) -> None:
+        self._db = self.new_connection()
+
+    def describe(self) -> str:
+        return describe_conninfo(self._conninfo)
+
+    def _sql(self, sql: str) -> str:
+        marked = self._marks.get(sql)
+        if marked is None:  # the store's SQL has no literal ? or %: placeholders are the only ones
+            marked = self._marks[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return marked
+
+    def _live(self) -> Any:
+        if self._db is None or self._db.closed or self._db.broken:
+            self._connect()
+        return self._db
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"{self.describe()}: {_first_line(exc)}")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        import psycopg
+
+        try:
+            return self._live().execute(self._sql(sql), params)  # type: ignore[no-any-return]
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        import psycopg
+
+        rows = list(rows)
+        if not rows:
+            return 0
+        try:
+            with self._live().cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+                return max(int(cursor.rowcount), 0)
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        import psycopg
+
+        if not rows:
+            return
+        try:
+            statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+            with self._live().cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return self._db is not None and not self._db.closed and not self._db.broken and \
+            self._db.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            with super().transaction():
+                yield
+        except BaseException:
+            if self._db is not None and self._db.broken:
+                self._db = None  # reopened at the next statement
+            raise
+
+    def table_exists(self, table: str) -> bool:
+        return bool(self.execute("SELECT to_regclass(?) IS NOT NULL", (table,)).fetchone()[0])
+
+    def advisory_lock(self, key: int) -> None:
+        self.execute("SELECT pg_advisory_lock(?)", (key,))
+
+    def advisory_unlock(self, key: int) -> None:
+        self.execute("SELECT pg_advisory_unlock(?)", (key,))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def describe_conninfo(conninfo: str) -> str:
+    """The server and database of a PostgreSQL DSN, never its password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(conninfo)
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', 'localhost')}{port}/{parts.get('dbname', '')}"
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
