@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 MONTH_TEXT = "1403-07"
 
 
-def month_report(services: int, interval_s: int, db: Path) -> dict[str, Any]:
+def month_report(services: int, interval_s: int, store: Any) -> dict[str, Any]:
+    """Fill ``store`` (any backend) with a month of 10,000 services' results, materialize, then time the report."""
     from core.config import DidbanConfig
     from core.model import Exclusion, MaintenanceWindow, ProbeResult, Status
     from didban.settlement import settle
     from sla_calc.periods import JalaliMonth
     from store.contract import Batch
-    from store.sql_store import SqliteStore
 
     month = JalaliMonth.parse(MONTH_TEXT)
     start, end = month.bounds()
@@ -57,7 +57,6 @@ def month_report(services: int, interval_s: int, db: Path) -> dict[str, Any]:
                      for a in range(services // 50)],
     })
     rng = random.Random(1)
-    store = SqliteStore(db)
     t0 = time.perf_counter()
     written = 0
     for _, service in config.services():
@@ -90,7 +89,6 @@ def month_report(services: int, interval_s: int, db: Path) -> dict[str, Any]:
     t2 = time.perf_counter()
     settled = settle(config, store, month)
     elapsed = time.perf_counter() - t2
-    store.close()
     missed = sum(not s.met for s in settled.report.services)
     return {"services": len(settled.report.services), "results": written, "generate_s": round(generated, 1),
             "materialize_s": round(materialized, 1), "report_s": round(elapsed, 2), "missed": missed}
@@ -143,7 +141,11 @@ def main() -> int:
         return 0
     services, days = (1000, 3) if args.quick else (10_000, 30)
     with tempfile.TemporaryDirectory() as tmp:
-        report = month_report(services, 1800, Path(tmp) / "bench.sqlite")
+        from store.sql_store import SqliteStore
+
+        store = SqliteStore(Path(tmp) / "bench.sqlite")
+        report = month_report(services, 1800, store)
+        store.close()
         pack = Path(tmp) / "pack"
         results = write_pack(pack, days)
         done = subprocess.run([sys.executable, __file__, "--replay-worker", str(pack)], capture_output=True,

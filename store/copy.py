@@ -67,7 +67,8 @@ TABLES = (
 Progress = Callable[[str, int, int], None]  # table, rows copied so far, rows in the source
 
 
-def copy_table(source: Database, target: Database, table: Table, progress: Progress) -> int:
+def copy_table(source: Database, target: Database, table: Table, progress: Progress,
+               chunk_rows: int = CHUNK_ROWS) -> int:
     """Copy what the target lacks of one table; return the rows copied now."""
     columns = ", ".join(table.columns)
     total = int(source.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
@@ -75,10 +76,10 @@ def copy_table(source: Database, target: Database, table: Table, progress: Progr
     if not table.key:  # no key to tell rows apart: the table is small and replaced whole, in one transaction
         rows = source.execute(f"SELECT {columns} FROM {table.name}").fetchall()
         with target.transaction():
-            target.execute(f"DELETE FROM {table.name}")
+            had = target.execute(f"DELETE FROM {table.name}").rowcount
             target.executemany(insert, rows)
         progress(table.name, len(rows), total)
-        return len(rows)
+        return max(len(rows) - had, 0)  # rows new to the target; the others were there already
     insert += f" ON CONFLICT ({', '.join(table.key)}) DO NOTHING"
     order = table.resume_by or ", ".join(table.key)
     after: object = None
@@ -90,10 +91,10 @@ def copy_table(source: Database, target: Database, table: Table, progress: Progr
         if table.resume_by is not None:
             rows = source.execute(
                 f"SELECT {columns} FROM {table.name} WHERE {table.resume_by} > ? ORDER BY {order} LIMIT ?",
-                (after if after is not None else -(2**62), CHUNK_ROWS)).fetchall()
+                (after if after is not None else -(2**62), chunk_rows)).fetchall()
         else:
             rows = source.execute(f"SELECT {columns} FROM {table.name} ORDER BY {order} LIMIT ? OFFSET ?",
-                                  (CHUNK_ROWS, offset)).fetchall()
+                                  (chunk_rows, offset)).fetchall()
             offset += len(rows)
         if not rows:
             break

@@ -32,8 +32,10 @@ def server_binaries() -> Path | None:
 
 
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+        """``fsync`` off for the tests (a throwaway cluster), on for benchmarks (what a deployment runs)."""
         self.root = root
+        self._fsync = "on" if fsync else "off"
         self.data = root / "data"
         self.sockets = root / "sockets"
         self.port = free_port()
@@ -67,7 +69,7 @@ class Cluster:
     def resume(self) -> None:
         """Start the server (again, after ``stop``: a store outage ends)."""
         self._run(self._bin / "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-w", "-t", "60", "start",
-                  "-o", f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-o", f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync={self._fsync} "
                         "-c max_connections=200")
 
     def stop(self, mode: str = "fast") -> None:
