@@ -533,6 +533,7 @@ _UNION_TAGS = {"http", "tcp", "dns", "tls", "icmp", "email", "kavenegar", "http_
 
 _PATTERNS = {
     r"^https?://": "a URL starting with http:// or https://",
+    r"^postgres(ql)?://": "a PostgreSQL URL like postgresql://didban@db.example:5432/didban",
     SLUG: "an id of lower-case letters, digits, '.', '_' or '-' (at most 63)",
     JALALI_DATE: 'a Jalali date like "1405-01-01"',
 }

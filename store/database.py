@@ -12,9 +12,11 @@ A ``Database`` is used by one thread at a time, as a DB-API connection is.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -86,6 +88,16 @@ class Database:
     def table_exists(self, table: str) -> bool:
         raise NotImplementedError
 
+    sqlalchemy_url = ""  # the SQLAlchemy dialect Alembic runs the migrations with
+
+    def new_connection(self) -> Any:
+        """Another DB-API connection to the same database (schema upgrades run on their own)."""
+        raise NotImplementedError
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Held by one process at a time across every process using this database (schema upgrades)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -131,8 +143,21 @@ class SqliteDatabase(Database):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    def executescript(self, script: str) -> None:
-        self._db.executescript(script)
+    sqlalchemy_url = "sqlite://"
+
+    def new_connection(self) -> Any:
+        return sqlite3.connect(self.path, timeout=30.0)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        # The folder's flock, not the file's: closing any descriptor of the database file would drop the
+        # POSIX locks SQLite holds on it in this process.
+        folder = os.open(self.path.resolve().parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)
 
     @property
     def in_transaction(self) -> bool:
@@ -249,11 +274,16 @@ class PostgresDatabase(Database):
     def table_exists(self, table: str) -> bool:
         return bool(self.execute("SELECT to_regclass(?) IS NOT NULL", (table,)).fetchone()[0])
 
-    def advisory_lock(self, key: int) -> None:
-        self.execute("SELECT pg_advisory_lock(?)", (key,))
+    sqlalchemy_url = "postgresql+psycopg://"
+    _EXCLUSIVE_KEY = 0x646964_6261_6E  # "didban": the advisory-lock key of schema upgrades
 
-    def advisory_unlock(self, key: int) -> None:
-        self.execute("SELECT pg_advisory_unlock(?)", (key,))
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        self.execute("SELECT pg_advisory_lock(?)", (self._EXCLUSIVE_KEY,))
+        try:
+            yield
+        finally:
+            self.execute("SELECT pg_advisory_unlock(?)", (self._EXCLUSIVE_KEY,))
 
     def close(self) -> None:
         if self._db is not None:

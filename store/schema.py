@@ -10,17 +10,13 @@ running old code on it could write what the newer schema forbids.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from pathlib import Path
-from typing import Any
 
-from store.database import Database, PostgresDatabase, SqliteDatabase
+from store.database import Database, SqliteDatabase
 
 SCHEMA_HEAD = "0001"
 MIGRATIONS = Path(__file__).with_name("migrations")
-_UPGRADE_LOCK = 0x646964_6261_6E  # "didban": the advisory-lock key of schema upgrades
 log = logging.getLogger("didban.store")
 
 
@@ -77,18 +73,12 @@ def _upgrade_quietly(db: Database) -> list[str]:
     from alembic import command
     from alembic.config import Config
 
-    with _upgrade_lock(db):
+    with db.exclusive():
         before = current_revision(db)  # another process may have upgraded while this one waited
         if before == SCHEMA_HEAD:
             return []
-        if isinstance(db, SqliteDatabase):
-            path = db.path
-            engine = sqlalchemy.create_engine("sqlite://", creator=lambda: _sqlite_connection(path),
-                                              poolclass=sqlalchemy.pool.NullPool)
-        else:
-            assert isinstance(db, PostgresDatabase)
-            engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=db.new_connection,
-                                              poolclass=sqlalchemy.pool.NullPool)
+        engine = sqlalchemy.create_engine(db.sqlalchemy_url, creator=db.new_connection,
+                                          poolclass=sqlalchemy.pool.NullPool)
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
@@ -101,35 +91,6 @@ def _upgrade_quietly(db: Database) -> list[str]:
     applied = revisions[revisions.index(before) + 1:] if before in revisions else revisions
     log.info("store schema of %s upgraded from %s to %s", db.describe(), before or "nothing", SCHEMA_HEAD)
     return applied
-
-
-class _upgrade_lock:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._file: int | None = None
-
-    def __enter__(self) -> None:
-        if isinstance(self.db, SqliteDatabase):
-            # The folder's, not the file's: closing any descriptor of the database file would drop the
-            # POSIX locks SQLite holds on it in this process.
-            self._file = os.open(self.db.path.resolve().parent, os.O_RDONLY)
-            fcntl.flock(self._file, fcntl.LOCK_EX)
-        else:
-            assert isinstance(self.db, PostgresDatabase)
-            self.db.advisory_lock(_UPGRADE_LOCK)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            os.close(self._file)
-        else:
-            assert isinstance(self.db, PostgresDatabase)
-            self.db.advisory_unlock(_UPGRADE_LOCK)
-
-
-def _sqlite_connection(path: Path) -> Any:
-    import sqlite3
-
-    return sqlite3.connect(path, timeout=30.0)
 
 
 def checked(db: Database, *, upgrade: bool = True) -> Database:
