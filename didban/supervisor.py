@@ -7,6 +7,12 @@ reported on ``/readyz`` while it lasts, and the task restarts with capped
 exponential backoff and jitter.  A task that has run ``healthy_after_s``
 since its last restart is healthy again.  Scheduled jobs (APScheduler) are
 wrapped the same way: the schedule itself is their retry.
+
+A failure because the store is unavailable is logged and counted like any
+other, but not reported as the task's own: the store's trouble has one
+reporter on ``/readyz`` (the collector, after ``unavailable_grace_seconds``),
+and a job must not keep the service "not ready" for its whole interval after
+the store is back.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from store.contract import StoreUnavailable
+
 log = logging.getLogger("didban.supervisor")
 _T = TypeVar("_T")
 
@@ -28,6 +36,7 @@ class Supervisor:
         self.metrics = metrics
         self.initial_s, self.max_s, self.healthy_after_s = initial_s, max_s, healthy_after_s
         self.failing: dict[str, str] = {}  # task → the cause of its last failure, while it lasts
+        self._store_waits: dict[str, str] = {}  # task → the store trouble it last met (logged once per cause)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def problems(self) -> list[str]:
@@ -37,9 +46,18 @@ class Supervisor:
         cause = f"{type(exc).__name__}: {exc}"[:300]
         if self.metrics is not None:
             self.metrics.task_restarts.labels(name).inc()
+        if isinstance(exc, StoreUnavailable):
+            if self._store_waits.get(name) != cause:
+                log.warning("task %s waits for the store (%s); it restarts with backoff", name, cause)
+            self._store_waits[name] = cause
+            return
         if self.failing.get(name) != cause:  # once per distinct cause, not once per retry
             log.error("task %s failed (%s); it restarts with backoff", name, cause, exc_info=exc)
         self.failing[name] = cause
+
+    def _recovered(self, name: str) -> None:
+        self.failing.pop(name, None)
+        self._store_waits.pop(name, None)
 
     # -- long-lived tasks ---------------------------------------------------------------
 
@@ -53,7 +71,7 @@ class Supervisor:
         delay = self.initial_s
         while True:
             started = time.monotonic()
-            healthy = asyncio.get_running_loop().call_later(self.healthy_after_s, self.failing.pop, name, None)
+            healthy = asyncio.get_running_loop().call_later(self.healthy_after_s, self._recovered, name)
             try:
                 await run()
                 return
@@ -91,7 +109,7 @@ class Supervisor:
             except Exception as exc:
                 self._failed(name, exc)
                 return None
-            self.failing.pop(name, None)
+            self._recovered(name)
             return result
 
         return supervised

@@ -226,6 +226,13 @@ class PostgresDatabase(Database):
         try:
             return self._live().execute(self._sql(sql), params)  # type: ignore[no-any-return]
         except psycopg.OperationalError as exc:
+            if not (self._db.broken and sql.lstrip().upper().startswith("SELECT")):
+                raise self._unavailable(exc) from exc
+        # The connection died while idle (a server restart, a failover): a read is asked again, once, on a
+        # new one.  Writes are not: the server may have done one before the connection broke.
+        try:
+            return self._live().execute(self._sql(sql), params)  # type: ignore[no-any-return]
+        except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:

@@ -17,10 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from store.backend import Backend
 from store.contract import StoreUnavailable
+from tests.conftest import free_port
 from tests.postgres import Cluster
 from tests.test_engine import Target, wait_for
 from tests.test_store_migrate import ROOT, run_config
@@ -43,7 +45,8 @@ async def test_a_database_restart_delays_results_and_loses_none(aiohttp_server: 
     try:
         target = Target()
         server = await aiohttp_server(target.app())
-        run_file = run_config(tmp_path / "run.json", str(server.make_url("")).rstrip("/"))
+        port = free_port()
+        run_file = run_config(tmp_path / "run.json", str(server.make_url("")).rstrip("/"), web_port=port)
         url = cluster.url(cluster.new_database())
         backend = Backend(conninfo=url, password=cluster.password)
         env = {**os.environ, "DIDBAN_STORE_URL": url, "DIDBAN_STORE_PASSWORD": cluster.password}
@@ -58,6 +61,14 @@ async def test_a_database_restart_delays_results_and_loses_none(aiohttp_server: 
             assert sum(target.requests.values()) >= before + 6
             await asyncio.to_thread(cluster.resume)
             await asyncio.sleep(4)
+            # The status page reads the same PostgreSQL: both services shown up.
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/a/agency?lang=en") as page:
+                    assert page.status == 200
+                    html = await page.text()
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as ready:
+                    assert ready.status == 200, await ready.text()
+            assert "Portal" in html and "Dispatch" in html
         finally:
             process.terminate()
             out, err = await asyncio.wait_for(process.communicate(), 40)

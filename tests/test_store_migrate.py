@@ -37,11 +37,11 @@ def settle_config(path: Path) -> Path:
     return path
 
 
-def run_config(path: Path, base_url: str) -> Path:
+def run_config(path: Path, base_url: str, web_port: int | None = None) -> Path:
     """The same services and agreement, probed every second from the location the month's results came from."""
     data = config().model_dump(mode="json")
     data["locations"] = [{"id": "tabriz"}]
-    data["web"] = {"enabled": False}
+    data["web"] = {"enabled": False} if web_port is None else {"host": "127.0.0.1", "port": web_port}
     for service in data["agencies"][0]["services"]:
         service.update(interval_seconds=1, timeout_seconds=1, failure_threshold=2,
                        probes=[{"type": "http", "url": f"{base_url}/{service['id']}"}])
