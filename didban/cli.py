@@ -1017,12 +1017,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("weasyprint", "fontTools", "PIL"):  # an export prints its result, not the renderer's chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from store.contract import StoreUnavailable
+    from store.schema import SchemaBehind, SchemaTooNew
+
     try:
         result: int = args.handler(args)
         sys.stdout.flush()
     except BrokenPipeError:  # `didban … | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except (StoreUnavailable, SchemaTooNew, SchemaBehind) as exc:  # one line with the cause, never a traceback
+        print(f"didban: the store cannot be used: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return result
 
 

@@ -18,6 +18,7 @@ from store.database import Database, SqliteDatabase
 SCHEMA_HEAD = "0001"
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger("didban.store")
+logging.getLogger("alembic").setLevel(logging.WARNING)  # an upgrade logs one line of ours, not Alembic's dozens
 
 
 class SchemaTooNew(Exception):
@@ -59,16 +60,6 @@ def check(db: Database, *, upgrade: bool = True) -> list[str]:
 
 
 def _upgrade(db: Database) -> list[str]:
-    alembic_log = logging.getLogger("alembic")
-    level = alembic_log.level
-    alembic_log.setLevel(logging.WARNING)  # one line of ours below, not Alembic's dozen
-    try:
-        return _upgrade_quietly(db)
-    finally:
-        alembic_log.setLevel(level)
-
-
-def _upgrade_quietly(db: Database) -> list[str]:
     import sqlalchemy
     from alembic import command
     from alembic.config import Config

@@ -182,3 +182,16 @@ def test_a_migration_stopped_half_way_resumes_without_copying_twice(
     assert dst.execute("SELECT count(*), count(DISTINCT rowid) FROM results").fetchone() == (total, total)
     src.close()
     dst.close()
+
+
+def test_commands_refuse_a_newer_schema_or_a_missing_server_in_one_line(tmp_path: Path) -> None:
+    store = Backend(path=tmp_path / "newer.sqlite").store()
+    store.db.execute("UPDATE alembic_version SET version_num = '0042'")
+    store.close()
+    config_file = settle_config(tmp_path / "settle.json")
+    for args, reason in ((("status", "--db", str(tmp_path / "newer.sqlite")), "newer than this Didban knows"),
+                         (("run", "--db", "postgresql://didban@127.0.0.1:9/didban", "--duration", "1"),
+                          "Connection refused")):
+        done = didban(*args, "--config", str(config_file), env={"DIDBAN_STORE_PASSWORD": "not-to-be-shown"})
+        assert done.returncode == 1 and reason in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "not-to-be-shown" not in done.stderr
