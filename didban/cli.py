@@ -782,7 +782,6 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="didban", description="Didban (دیدبان): availability and SLAs.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     parser.add_argument("--version", action="version", version=f"didban {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -986,6 +985,8 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("--to", dest="target", required=True, help="postgresql://user@host:port/db (or any store URL)")
     move.add_argument("--secrets-file", help="dotenv-style file with DIDBAN_* secrets (the store password)")
     move.set_defaults(handler=cmd_store_migrate)
+    for leaf in _leaves(parser):
+        leaf.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser
 
 
@@ -1007,8 +1008,35 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+# Options every command that has them accepts before or after its name: `didban --config C sla month M`
+# is `didban sla month M --config C`.
+_GLOBAL_FLAGS = ("-v", "--verbose", "--json")
+_GLOBAL_VALUED = ("--config", "--db", "--secrets-file")
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Move the global options given before the command to after it, where the command's parser takes them."""
+    hoisted: list[str] = []
+    rest = list(argv)
+    while rest:
+        head = rest[0]
+        if head in _GLOBAL_FLAGS or (head.split("=", 1)[0] in _GLOBAL_VALUED and "=" in head):
+            hoisted.append(rest.pop(0))
+        elif head in _GLOBAL_VALUED and len(rest) > 1:
+            hoisted += [rest.pop(0), rest.pop(0)]
+        else:
+            break
+    return rest + hoisted
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    children = [choice for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                for choice in action.choices.values()]
+    return [leaf for child in children for leaf in _leaves(child)] if children else [parser]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(hoist_global_options(sys.argv[1:] if argv is None else argv))
     _use_uvloop()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

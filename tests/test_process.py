@@ -264,3 +264,27 @@ async def test_init_writes_a_starter_config_that_validates_as_written(tmp_path: 
     assert code == 0 and "valid (1 agency, 1 service, 1 agreement)" in out, err
     code, _, err = await run("init", str(tmp_path / "site"))
     assert code == 2 and "exists" in err  # never overwritten by accident
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--config", "c.yaml", "--db", "d.sqlite", "status", "--json"],
+     ["status", "--json", "--config", "c.yaml", "--db", "d.sqlite"]),
+    (["-v", "--db=d.sqlite", "sla", "month", "1403-07"], ["sla", "month", "1403-07", "-v", "--db=d.sqlite"]),
+    (["status", "--config", "c.yaml"], ["status", "--config", "c.yaml"]),
+    (["--version"], ["--version"]),
+    (["--config"], ["--config"]),  # no value: left for argparse to explain
+])
+def test_global_options_are_taken_before_or_after_the_command(argv: list[str], expected: list[str]) -> None:
+    from didban.cli import hoist_global_options
+
+    assert hoist_global_options(argv) == expected
+
+
+async def test_global_options_before_the_command_give_the_same_answer(site: tuple[Target, Path, Path]) -> None:
+    _, config, db = site
+    code, _, err = await run("run", "--config", str(config), "--db", str(db), "--duration", "2")
+    assert code == 0, err
+    before = await run("--config", str(config), "--db", str(db), "--json", "-v", "status")
+    after = await run("status", "--json", "-v", "--config", str(config), "--db", str(db))
+    assert before[0] == after[0] == 0, before[2] + after[2]
+    assert [row["service"] for row in json.loads(before[1])] == [row["service"] for row in json.loads(after[1])]
