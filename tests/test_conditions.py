@@ -176,3 +176,16 @@ def test_condition_command_prints_json_and_exits_zero(args: list[str], expected:
     done = run_cli("condition", *args)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == expected
+
+
+# Gatus's own scenarios for its pattern matcher (pattern/pattern_test.go): the same verdict on each.
+@pytest.mark.parametrize(("pattern", "expected"), [
+    ("*", True), ("**", True), ("living*", True), ("*living*", True), ("*123", True), ("*_*", True),
+    ("living*_*3", True), ("living*room_*3", True), ("*vin*om*2*", True), ("livingroom_123", True),
+    ("*livingroom_123*", True), ("livingroom", False), ("livingroom123", False), ("what", False),
+    ("*what*", False), ("*.*", False), ("room*123", False),
+])
+def test_pat_agrees_with_gatus_on_its_own_scenarios(pattern: str, expected: bool) -> None:
+    from probes.conditions import go_path_match
+
+    assert go_path_match(pattern, "livingroom_123") is expected
