@@ -119,8 +119,17 @@ class ResolveProbeConfig(Strict):
     name: str = Field(min_length=1)
 
 
+class HeartbeatProbeConfig(Strict):
+    """Not a probe: the service reports in (``POST /api/heartbeat/TOKEN``) every ``interval_seconds``; a report
+    missing for longer than the interval plus ``grace_seconds`` is a failed check."""
+
+    type: Literal["heartbeat"]
+    grace_seconds: float = Field(default=60, ge=0, le=86_400)
+
+
 ProbeConfig = Annotated[
-    HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | TlsProbeConfig | IcmpProbeConfig | ResolveProbeConfig,
+    HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | TlsProbeConfig | IcmpProbeConfig | ResolveProbeConfig
+    | HeartbeatProbeConfig,
     Field(discriminator="type"),
 ]
 
@@ -199,8 +208,16 @@ class ServiceConfig(Strict):
     conditions: list[str] = Field(default_factory=list)
     locations: list[str] | None = None  # None: every configured location
 
+    @property
+    def heartbeat(self) -> HeartbeatProbeConfig | None:
+        """The heartbeat this service reports with, when it is not probed from outside."""
+        first = self.probes[0]
+        return first if isinstance(first, HeartbeatProbeConfig) else None
+
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> ServiceConfig:
+        if any(isinstance(p, HeartbeatProbeConfig) for p in self.probes) and (len(self.probes) > 1 or self.conditions):
+            raise ValueError("a heartbeat service has exactly one probe, the heartbeat, and no conditions")
         if self.timeout_seconds > self.interval_seconds:
             raise ValueError(
                 f"timeout_seconds ({self.timeout_seconds}) must not exceed interval_seconds "

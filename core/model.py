@@ -37,6 +37,7 @@ class ErrorClass(StrEnum):
     PROBE_NETWORK = "probe_network"  # the location's own network is down (canaries failed)
     PROBE_CRASH = "probe_crash"
     PROBE_OVERLOAD = "probe_overload"  # the monitor itself stalled or ran late: its failure proves nothing
+    HEARTBEAT_MISSED = "heartbeat_missed"  # a heartbeat service did not report in within its interval + grace
 
 
 def ms_to_datetime(ms: int) -> datetime:

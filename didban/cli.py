@@ -153,6 +153,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         except KeyError:
             print(f"didban check: no service {args.service!r} in {args.config}", file=sys.stderr)
             return EXIT_USAGE
+        if service.heartbeat is not None:
+            print(f"didban check: {service.id} reports in by heartbeat (POST /api/heartbeat/TOKEN); "
+                  "it cannot be checked from here", file=sys.stderr)
+            return EXIT_USAGE
         check = compile_service(service)
         location = args.location or config.locations[0].id
     else:
@@ -659,6 +663,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     now = _now_ms()
     try:
         if args.action == "create":
+            if args.role == "heartbeat" and not any(s.id == args.name and s.heartbeat is not None
+                                                    for _, s in config.services()):
+                print(f"didban token create: --name must be a heartbeat service of {args.config}, got {args.name!r}",
+                      file=sys.stderr)
+                return EXIT_USAGE
             expires = now + int(args.expires_days * 86_400_000) if args.expires_days else None
             try:
                 token = records.create_token(args.name, args.role, now, expires)
@@ -964,7 +973,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="admin API tokens")
     token_actions = token.add_subparsers(dest="action", required=True)
     create = with_store(token_actions.add_parser("create", help="create a token (printed once, stored hashed)"))
-    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer", "heartbeat"],
+                        help="heartbeat: the token a heartbeat service reports in with (--name is the service)")
     create.add_argument("--name", default="token")
     create.add_argument("--expires-days", type=float, help="the token stops working after this many days")
     create.set_defaults(handler=cmd_token)

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -28,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.collector import Collector, ServicePolicy
 from collector.journal import Journal
-from core.config import DidbanConfig
+from core.config import DidbanConfig, ServiceConfig
 from core.model import ErrorClass, OutageEvent, ProbeResult, Status
 from didban.supervisor import Supervisor
 from probes.base import ProbeContext
@@ -131,6 +132,7 @@ class Engine:
         self.alerts = alerts
         self.metrics = metrics
         self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
+        self._last_beat: dict[str, float] = {}  # heartbeat service → when it last reported in (epoch s)
         self._insufficient_warned: set[str] = set()
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
@@ -164,10 +166,17 @@ class Engine:
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = self.clock()
         jitter = self.config.scheduler.jitter_seconds
+        supervised = self.supervisor.job  # a failing job is logged, counted and reported, and runs again next time
         for _, service in self.config.services():
             if service.locations is not None and self.location not in service.locations:
                 continue
             interval = service.interval_seconds
+            if service.heartbeat is not None:  # it reports in; the schedule only notices when it does not
+                self._last_beat[service.id] = now  # never charged for the time before this process ran
+                scheduler.add_job(supervised(f"heartbeat:{service.id}", partial(self._heartbeat_overdue, service)),
+                                  IntervalTrigger(seconds=interval), id=f"check:{service.id}", max_instances=1,
+                                  coalesce=True)
+                continue
             anchor = now + self._random.uniform(0, min(jitter, interval))
             job = ScheduledCheck(compile_service(service), interval, anchor)
             scheduler.add_job(
@@ -179,7 +188,6 @@ class Engine:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        supervised = self.supervisor.job  # a failing job is logged, counted and reported, and runs again next time
         if self._canaries:
             scheduler.add_job(supervised("canaries", self.guard.check_now), IntervalTrigger(seconds=30), id="canaries",
                               max_instances=1, coalesce=True)
@@ -239,11 +247,7 @@ class Engine:
                 lag = max(0.0, now - due)
                 self.lag.add(lag)
                 result = await self.check(job.check, lag)
-            self.collector.submit(result)
-            if self.metrics is not None:
-                self.metrics.observe_check(result, lag)
-            if self.on_result is not None:
-                self.on_result(result)
+            self._record(result, lag)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -291,9 +295,45 @@ class Engine:
             service = self.config.service(service_id)
         except KeyError:
             return None
+        if service.heartbeat is not None:
+            return self.latest.get(service_id)  # it cannot be checked from here: what it last reported
         result = await self.check(compile_service(service))
-        self.collector.submit(result)
+        self._record(result, 0.0)
         return result
+
+    # -- heartbeat services ------------------------------------------------------------
+
+    def heartbeat(self, service_id: str) -> ProbeResult | None:
+        """A heartbeat service reported in: an ``up`` result now (None: not a heartbeat service of this engine)."""
+        if service_id not in self._last_beat:
+            return None
+        now = self.clock()
+        self._last_beat[service_id] = now
+        result = ProbeResult(service_id, self.location, int(now * 1000), Status.UP, 0.0)
+        self._record(result, 0.0)
+        return result
+
+    async def _heartbeat_overdue(self, service: ServiceConfig) -> None:
+        """Each interval: a heartbeat missing for longer than the interval plus the grace is a failed check."""
+        assert service.heartbeat is not None
+        now = self.clock()
+        silent_s = now - self._last_beat[service.id]
+        if silent_s <= service.interval_seconds + service.heartbeat.grace_seconds:
+            return
+        result = ProbeResult(service.id, self.location, int(now * 1000), Status.DOWN, 0.0,
+                             ErrorClass.HEARTBEAT_MISSED.value,
+                             f"no heartbeat for {silent_s:.0f} s (interval {service.interval_seconds:g} s "
+                             f"+ grace {service.heartbeat.grace_seconds:g} s)")
+        # The monitor's own trouble (its network down, its loop stalled) explains a silence too.
+        self._record(await self._unless_monitor_trouble(result, time.monotonic(), 0.0), 0.0)
+
+    def _record(self, result: ProbeResult, lag_s: float) -> None:
+        self.latest[result.service] = result
+        self.collector.submit(result)
+        if self.metrics is not None:
+            self.metrics.observe_check(result, lag_s)
+        if self.on_result is not None:
+            self.on_result(result)
 
     async def check(self, check: CompiledCheck, lag_s: float = 0.0) -> ProbeResult:
         """One check, with the telecom clause and the monitor's own trouble applied."""
@@ -304,7 +344,6 @@ class Engine:
         if result.status is Status.DOWN:
             result = await self._unless_monitor_trouble(result, started, lag_s)
         self.checks_run += 1
-        self.latest[check.service] = result
         return result
 
     async def _unless_monitor_trouble(self, result: ProbeResult, started: float, lag_s: float) -> ProbeResult:

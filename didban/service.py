@@ -113,8 +113,8 @@ async def start_web(config: DidbanConfig, backend: Backend, engine: Any, metrics
 
     from didban.web.app import WebContext, build_app
 
-    context = WebContext(config, backend, prober=engine.probe_now, problems=engine.problems, metrics=metrics,
-                         refresh=engine.refresh_gauges)
+    context = WebContext(config, backend, prober=engine.probe_now, heartbeat=engine.heartbeat,
+                         problems=engine.problems, metrics=metrics, refresh=engine.refresh_gauges)
     runner = web.AppRunner(build_app(context), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.web.host, config.web.port)

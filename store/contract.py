@@ -230,7 +230,8 @@ class SubscriberStore(Protocol):
 
 # -- the web's records ------------------------------------------------------------
 
-ROLES = ("viewer", "operator", "admin")
+# "heartbeat" tokens report one heartbeat service in (their name is the service) and can do nothing else.
+ROLES = ("viewer", "operator", "admin", "heartbeat")
 
 
 def token_digest(token: str) -> str:

@@ -21,12 +21,13 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.model import Exclusion, MaintenanceWindow, iso_utc
+from core.timefmt import jalali
 from core.tracking import new_code
 from store.backend import Backend
 from store.contract import Store
 
 log = logging.getLogger("didban.web")
-ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+ROLE_RANK = {"heartbeat": -1, "viewer": 0, "operator": 1, "admin": 2}  # a heartbeat token reads nothing
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -456,6 +457,19 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def heartbeat(request: web.Request) -> web.Response:
+    """A heartbeat service reports in; its token (role heartbeat, named after the service) is in the path."""
+    context = _ctx(request)
+    found = context.records.check_token(request.match_info["token"], int(time.time() * 1000))
+    if found.state != "ok" or found.role != "heartbeat":
+        raise web.HTTPUnauthorized(text="not a valid heartbeat token (unknown, revoked or expired)")
+    result = context.heartbeat(found.name) if context.heartbeat is not None else None
+    if result is None:
+        raise web.HTTPNotFound(text=f"{found.name} is not a heartbeat service monitored here")
+    return web.json_response({"service": found.name, "recorded": iso_utc(result.ts_ms),
+                              "recorded_tehran": jalali(result.ts_ms)})
+
+
 async def audit_log(request: web.Request) -> web.Response:
     _who(request, "admin")
     return web.json_response(_ctx(request).records.audit_log())
@@ -548,6 +562,9 @@ ROUTES: list[tuple[str, str, Handler, dict[str, Any]]] = [
      _operation("A month's compliance export", "viewer",
                 params=[_path_param("month", r"^1[34]\d\d-(0[1-9]|1[0-2])$"),
                         _query("format", ["json", "csv", "xlsx", "pdf", "pack"])], ok_type="file")),
+    ("POST", "/api/heartbeat/{token}", heartbeat,
+     _operation("A heartbeat service reports in (the token: `didban token create --role heartbeat --name SERVICE`)",
+                None, params=[_path_param("token")])),
     ("GET", "/api/audit", audit_log, _operation("The audit log of API writes", "admin", ok_type="array")),
     ("GET", "/api/tokens", list_tokens, _operation("API tokens (never their values)", "admin", ok_type="array")),
     ("POST", "/api/tokens", create_token,

@@ -67,6 +67,7 @@ class WebContext:
     config: DidbanConfig
     backend: Backend  # opens the store objects the web uses (each request's worker opens its own store)
     prober: Prober | None = None  # re-probes a service when a citizen reports a fault
+    heartbeat: Callable[[str], ProbeResult | None] | None = None  # records a heartbeat service's report
     problems: Callable[[], list[str]] = list  # what makes the service not ready (named on /readyz)
     metrics: Any = None
     refresh: Callable[[], None] = lambda: None  # brings gauges up to date before /metrics answers
