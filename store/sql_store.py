@@ -75,6 +75,7 @@ class SqlStore:
         self._keys, self._ids, self._latest, self._horizons = keys, ids, latest, horizons
         self._latest_dirty: set[tuple[int, int]] = set()
         self._latest_flushed = time.monotonic()
+        self._locations: dict[int, set[int]] | None = None  # service → its locations, built when first asked
         self._stale = False
 
     # -- interning ---------------------------------------------------------
@@ -129,6 +130,8 @@ class SqlStore:
                  result.error, result.detail or None, result.http_status, result.cert_days_left)
             )
             previous = self._latest.get((service, location))
+            if previous is None:
+                self._locations = None  # a new (service, location): the index is built again when asked
             if previous is None or result.ts_ms >= previous[0]:
                 state_changed = previous is None or previous[1] != code
                 since = result.ts_ms if state_changed else previous[2]  # type: ignore[index]
@@ -245,15 +248,16 @@ class SqlStore:
         return int(count)
 
     def locations_of(self, service: str) -> Sequence[str]:
+        """From the caches, not a query: every (service, location) with results has a latest row, and every one
+        with segments a horizon (a month report asks this of each of 10,000 services)."""
         key = self._keys.get(("services", service))
         if key is None:
             return []
-        rows = self._db.execute(
-            "SELECT DISTINCT location FROM latest WHERE service = ? "
-            "UNION SELECT DISTINCT location FROM segments WHERE service = ?",
-            (key, key),
-        )
-        return sorted(self._location(loc) for (loc,) in rows)
+        if self._locations is None:
+            self._locations = {}
+            for service_key, location_key in [*self._latest, *self._horizons]:
+                self._locations.setdefault(service_key, set()).add(location_key)
+        return sorted(self._location(loc) for loc in self._locations.get(key, ()))
 
     def states(self) -> dict[str, ServiceState]:
         self._flush_latest()
@@ -361,17 +365,19 @@ class SqlStore:
         pair = self._pair(service, location)
         if pair is None:
             return []
-        stored = self.segments(service, location, start_ms, end_ms)
+        # One round trip: the stored segments overlapping the period, then the raw results after the horizon.
         horizon = self._horizons.get(pair)
-        derived: list[Segment] = []
+        query = ("SELECT 0, start_ms, end_ms, down FROM segments WHERE service = ? AND location = ? "
+                 "AND start_ms < ? AND end_ms > ?")
+        params: list[int] = [*pair, end_ms, start_ms]
         if horizon is None or horizon < end_ms:
-            raw = self._db.execute(
-                "SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms >= ? AND ts_ms < ? "
-                "ORDER BY ts_ms",
-                (*pair, horizon if horizon is not None else -(2**62), end_ms + 2 * interval_ms),
-            )
-            derived = derive_segments(((ts, _CODE_STATUS[st]) for ts, st in raw), interval_ms, threshold)
-        return stored + derived
+            query += (" UNION ALL SELECT 1, ts_ms, status, 0 FROM results WHERE service = ? AND location = ? "
+                      "AND ts_ms >= ? AND ts_ms < ?")
+            params += [*pair, horizon if horizon is not None else -(2**62), end_ms + 2 * interval_ms]
+        rows = self._db.execute(query + " ORDER BY 1, 2", params).fetchall()
+        stored: list[Segment] = [(start, end, bool(down)) for kind, start, end, down in rows if kind == 0]
+        raw = ((ts, _CODE_STATUS[status]) for kind, ts, status, _ in rows if kind == 1)
+        return stored + derive_segments(raw, interval_ms, threshold)
 
     def compact(self, service: str, location: str, before_ms: int, interval_ms: int, threshold: int) -> int:
         """Retention: materialize up to ``before_ms``, then drop the raw results before the horizon."""
