@@ -139,10 +139,14 @@ def settle(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int |
     terms = month_terms(config, month, services)
     start, end = month.bounds()
 
+    # Every (service, location) of the month read together, then handed out per service.
+    pairs = [(service.id, location, service.interval_ms, service.failure_threshold)
+             for service in terms.terms.services for location in store.locations_of(service.id)]
+    read = dict(zip([(service, location) for service, location, _, _ in pairs],
+                    store.period_segments_many(pairs, start, end), strict=True))
+
     def segments(service: ServiceTerms) -> list[list[Segment]]:
-        return [store.period_segments(service.id, location, start, end, service.interval_ms,
-                                      service.failure_threshold)
-                for location in store.locations_of(service.id)]
+        return [read[(service.id, location)] for location in store.locations_of(service.id)]
 
     high = tail_end(month, terms.terms)
     running = _running(month, now_ms)

@@ -67,6 +67,10 @@ class Database:
         marks = ", ".join("?" * len(columns))
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
+    def select_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """The rows of many reads, in order (PostgreSQL pipelines them: one wait, not one per query)."""
+        return [self.execute(sql, params).fetchall() for sql, params in queries]
+
     @property
     def in_transaction(self) -> bool:
         raise NotImplementedError
@@ -247,6 +251,21 @@ class PostgresDatabase(Database):
                 return max(int(cursor.rowcount), 0)
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
+
+    def select_many(self, queries: Sequence[tuple[str, Sequence[Any]]], chunk: int = 1_000) -> list[list[Any]]:
+        import psycopg
+
+        out: list[list[Any]] = []
+        try:
+            connection = self._live()
+            for offset in range(0, len(queries), chunk):
+                with connection.pipeline():
+                    cursors = [connection.execute(self._sql(sql), params) for sql, params in
+                               queries[offset:offset + chunk]]
+                    out += [cursor.fetchall() for cursor in cursors]
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        return out
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         import psycopg

@@ -154,6 +154,16 @@ def test_segments_and_horizons_give_the_figures_of_the_raw_results(store: Any) -
     assert store.locations_of("portal") == ["tabriz"]
 
 
+def test_many_periods_read_together_equal_each_read_alone(store: Any) -> None:
+    store.write(Batch(results=run_of("UUDDDUUDUU") + run_of("UDDU", location="tehran") + run_of("DDDU", "dispatch")))
+    store.materialize("portal", "tabriz", 1_000_000 + 6 * INTERVAL, INTERVAL, 2)
+    pairs = [("portal", "tabriz", INTERVAL, 2), ("nobody", "tabriz", INTERVAL, 2), ("portal", "tehran", INTERVAL, 2),
+             ("dispatch", "tabriz", INTERVAL, 3)]
+    alone = [store.period_segments(s, loc, 0, 10**13, interval, threshold) for s, loc, interval, threshold in pairs]
+    assert store.period_segments_many(pairs, 0, 10**13) == alone
+    assert alone[1] == [] and any(down for _, _, down in alone[3])
+
+
 def test_retention_compacts_raw_results_and_keeps_the_downtime(store: Any) -> None:
     results = run_of("UUDDDUUDUU??UDDUUUU")
     store.write(Batch(results=results))
