@@ -287,8 +287,9 @@ class InfluxSink:
                     pass
         await self.aclose()
 
-    async def backfill(self, since_ms: int) -> int:
-        """Rewrite history from ``since_ms``: the same points with the same timestamps (idempotent)."""
+    async def backfill(self, since_ms: int, progress: Callable[[int], None] = lambda written: None) -> int:
+        """Rewrite history from ``since_ms``: the same points with the same timestamps (idempotent);
+        ``progress`` hears the count after each batch."""
         after, total = 0, 0
         try:
             while True:
@@ -298,6 +299,7 @@ class InfluxSink:
                 await self.write(lines)
                 total += len(lines)
                 after = last
+                progress(total)
             await self.write(self.outage_lines(int(time.time() * 1000)))
         finally:
             await self.aclose()

@@ -14,6 +14,7 @@ and breaks requests-based tools installed beside Didban (seen with schemathesis)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,9 @@ def _comparable(dashboard: dict[str, Any]) -> dict[str, Any]:
 
 
 async def push(config: DidbanConfig, grafana_url: str, token: str, influx_url: str, lang: str = "fa",
-               force: bool = False, database: str = "didban", influx_token: str | None = None) -> PushReport:
+               force: bool = False, database: str = "didban", influx_token: str | None = None,
+               progress: Callable[[str], None] = lambda step: None) -> PushReport:
+    """Make Grafana hold the datasource and every agency's dashboards; ``progress`` hears of each."""
     grafana = Grafana(grafana_url, token)
     report = PushReport()
     try:
@@ -99,7 +102,9 @@ async def push(config: DidbanConfig, grafana_url: str, token: str, influx_url: s
             report.updated.append(f"datasource {desired['uid']}")
         else:
             report.unchanged.append(f"datasource {desired['uid']}")
-        for agency, dashboard in all_dashboards(config, lang):
+        dashboards = list(all_dashboards(config, lang))
+        for done, (agency, dashboard) in enumerate(dashboards, 1):
+            progress(f"dashboard {dashboard['uid']} ({done} of {len(dashboards)})")
             folder_uid = f"didban-{agency.id}"[:40]
             title = agency.name.fa if lang == "fa" else agency.name.en
             folder = await grafana.call("GET", f"/api/folders/{folder_uid}", missing_ok=True)

@@ -255,7 +255,8 @@ def cmd_influx_backfill(args: argparse.Namespace) -> int:
     since_ms = _instant(args.since)  # Jalali or ISO; a bare date is a Tehran date
     print(f"rewriting points since {jalali(since_ms)} Tehran …", file=sys.stderr)
     try:
-        written = asyncio.run(sink.backfill(since_ms))
+        written = asyncio.run(sink.backfill(
+            since_ms, lambda total: print(f"  {total:,} check points written …", file=sys.stderr, flush=True)))
     except Exception as exc:  # InfluxDB unreachable or refusing: one line with the cause, never a traceback
         print(f"didban influx backfill: InfluxDB at {sink.url} did not take the points: "
               f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", file=sys.stderr)
@@ -279,7 +280,8 @@ def cmd_dashboards_push(args: argparse.Namespace) -> int:
     try:
         influx_token = secrets.influxdb_token.get_secret_value() if secrets.influxdb_token else None
         report = asyncio.run(push(config, args.grafana_url, token.get_secret_value(), args.influx_url, args.lang,
-                                  args.force, influx_token=influx_token))
+                                  args.force, influx_token=influx_token,
+                                  progress=lambda step: print(f"  {step} …", file=sys.stderr, flush=True)))
     except GrafanaError as exc:
         print(f"didban dashboards push: {exc}", file=sys.stderr)
         return EXIT_FAILED
