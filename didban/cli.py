@@ -476,7 +476,8 @@ def cmd_sla_export(args: argparse.Namespace) -> int:
         snap = snapshot(config, store, month, _now_ms())
         source = "the pack archived when the month was closed" if snap.archived else "one snapshot of the store"
         print(f"exporting {month} as {', '.join(formats)} from {source} …", file=sys.stderr)
-        written = export(config, store, records, snap, formats, Path(args.out))
+        written = export(config, store, records, snap, formats, Path(args.out),
+                         progress=lambda path: print(f"  {path.name} written", file=sys.stderr, flush=True))
     for path in written:
         print(path)
     print(f"evidence pack sha256: {snap.digest}")

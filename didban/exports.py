@@ -225,8 +225,10 @@ def file_name(month: str, fmt: str) -> str:
 
 
 def export(config: DidbanConfig, store: Store, records: WebRecordStore, snap: Snapshot, formats: list[str], out: Path,
-           renderer: Callable[[str, dict[str, Any]], bytes] = render) -> list[Path]:
-    """Write the month's exports into ``out``, every format from the one snapshot; return what was written."""
+           renderer: Callable[[str, dict[str, Any]], bytes] = render,
+           progress: Callable[[Path], None] = lambda written: None) -> list[Path]:
+    """Write the month's exports into ``out``, every format from the one snapshot; return what was written
+    (``progress`` hears of each file as it is done)."""
     out.mkdir(parents=True, exist_ok=True)
     model = build_model(config, store, records, snap.settled, snap.digest)
     written = []
@@ -237,6 +239,7 @@ def export(config: DidbanConfig, store: Store, records: WebRecordStore, snap: Sn
         else:
             target.write_bytes(renderer(fmt, model))
         written.append(target)
+        progress(target)
     return written
 
 
