@@ -899,27 +899,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse a pack larger than this (default 1 GiB)")
     replay.set_defaults(handler=cmd_sla_replay)
 
-    maintenance = with_store(commands.add_parser("maintenance", help="planned maintenance windows"))
+    # The store options are the actions' own, so they may come before or after the action's name.
+    maintenance = commands.add_parser("maintenance", help="planned maintenance windows")
     maintenance_actions = maintenance.add_subparsers(dest="action", required=True)
-    add = maintenance_actions.add_parser("add", help="announce a window (announced now, by the server's clock)")
+    when = "Jalali (1405/09/20 10:00) or ISO 8601; without an offset, Tehran time"
+    add = with_store(maintenance_actions.add_parser("add", help="announce a window (announced now, by the server's "
+                                                                "clock)"))
     add.add_argument("--services", required=True, help="comma-separated service ids, or *")
-    add.add_argument("--start", required=True, help="ISO 8601 with offset, e.g. 2024-10-01T02:00:00+03:30")
-    add.add_argument("--end", required=True)
+    add.add_argument("--start", required=True, help=when)
+    add.add_argument("--end", required=True, help=when)
     add.add_argument("--title", default="")
-    cancel = maintenance_actions.add_parser("cancel")
+    cancel = with_store(maintenance_actions.add_parser("cancel"))
     cancel.add_argument("id")
-    maintenance_actions.add_parser("list")
+    with_store(maintenance_actions.add_parser("list"))
     maintenance.set_defaults(handler=cmd_maintenance)
 
-    exclusion = with_store(commands.add_parser("exclusion", help="infrastructure exclusions (telecom clause)"))
+    exclusion = commands.add_parser("exclusion", help="infrastructure exclusions (telecom clause)")
     exclusion_actions = exclusion.add_subparsers(dest="action", required=True)
-    add_ex = exclusion_actions.add_parser("add")
+    add_ex = with_store(exclusion_actions.add_parser("add"))
     add_ex.add_argument("--services", required=True)
-    add_ex.add_argument("--start", required=True)
-    add_ex.add_argument("--end", required=True)
+    add_ex.add_argument("--start", required=True, help=when)
+    add_ex.add_argument("--end", required=True, help=when)
     add_ex.add_argument("--reason", required=True)
     add_ex.add_argument("--evidence", default="")
-    exclusion_actions.add_parser("list")
+    with_store(exclusion_actions.add_parser("list"))
     exclusion.set_defaults(handler=cmd_exclusion)
 
     notify = commands.add_parser("notify", help="notices")
@@ -1028,17 +1031,22 @@ _GLOBAL_VALUED = ("--config", "--db", "--secrets-file")
 
 
 def hoist_global_options(argv: Sequence[str]) -> list[str]:
-    """Move the global options given before the command to after it, where the command's parser takes them."""
+    """Move the global options to the end, where the command's own parser takes them, wherever they were
+    given: before the command (``didban --db D status``) or between its words (``didban maintenance --db D add``)."""
+    rest: list[str] = []
     hoisted: list[str] = []
-    rest = list(argv)
-    while rest:
-        head = rest[0]
-        if head in _GLOBAL_FLAGS or (head.split("=", 1)[0] in _GLOBAL_VALUED and "=" in head):
-            hoisted.append(rest.pop(0))
-        elif head in _GLOBAL_VALUED and len(rest) > 1:
-            hoisted += [rest.pop(0), rest.pop(0)]
-        else:
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if word == "--":  # everything after it is the command's own
+            rest += [word, *words]
             break
+        if word in _GLOBAL_FLAGS or (word.split("=", 1)[0] in _GLOBAL_VALUED and "=" in word):
+            hoisted.append(word)
+        elif word in _GLOBAL_VALUED and words:
+            hoisted += [word, words.pop(0)]
+        else:
+            rest.append(word)
     return rest + hoisted
 
 

@@ -268,9 +268,11 @@ async def test_init_writes_a_starter_config_that_validates_as_written(tmp_path: 
 
 @pytest.mark.parametrize(("argv", "expected"), [
     (["--config", "c.yaml", "--db", "d.sqlite", "status", "--json"],
-     ["status", "--json", "--config", "c.yaml", "--db", "d.sqlite"]),
+     ["status", "--config", "c.yaml", "--db", "d.sqlite", "--json"]),
     (["-v", "--db=d.sqlite", "sla", "month", "1403-07"], ["sla", "month", "1403-07", "-v", "--db=d.sqlite"]),
     (["status", "--config", "c.yaml"], ["status", "--config", "c.yaml"]),
+    (["maintenance", "--db", "d.sqlite", "add", "--title", "t"], ["maintenance", "add", "--title", "t", "--db",
+                                                                   "d.sqlite"]),
     (["--version"], ["--version"]),
     (["--config"], ["--config"]),  # no value: left for argparse to explain
 ])
