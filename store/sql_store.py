@@ -28,6 +28,7 @@ _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
 LATEST_FLUSH_SECONDS = 2.0
 
 _CHUNK_BYTES = 8 << 20
+_BULK_PAIRS = 64  # from this many (service, location) on, a period's stored segments are read in one query
 
 
 _RESULT_COLUMNS = ("service", "location", "ts_ms", "status", "latency_ms", "error", "detail", "http_status",
@@ -370,18 +371,37 @@ class SqlStore:
     def period_segments_many(self, pairs: Sequence[tuple[str, str, int, int]], start_ms: int,
                              end_ms: int) -> list[list[Segment]]:
         """``period_segments`` of many (service, location, interval_ms, threshold), read together: a month report
-        of 10,000 services waits for the store once per thousand of them on PostgreSQL, not once each."""
+        of 10,000 services reads the stored segments of all of them at once, and on PostgreSQL pipelines the
+        reads of the raw results after each horizon (one wait per thousand, not one each)."""
         known = [(self._pair(service, location), interval, threshold)
                  for service, location, interval, threshold in pairs]
-        queries = [self._period_query(pair, start_ms, end_ms, interval) for pair, interval, _ in known if pair]
-        answers = iter(self._db.select_many(queries))
+        if len(known) < _BULK_PAIRS:
+            queries = [self._period_query(pair, start_ms, end_ms, interval) for pair, interval, _ in known if pair]
+            answers = iter(self._db.select_many(queries))
+            rows_of = [next(answers) if pair else [] for pair, _, _ in known]
+        else:
+            stored: dict[tuple[int, int], list[Any]] = {}
+            for service, location, start, end, down in self._db.execute(
+                    "SELECT service, location, start_ms, end_ms, down FROM segments WHERE end_ms > ? AND start_ms < ? "
+                    "ORDER BY service, location, start_ms", (start_ms, end_ms)).fetchall():
+                stored.setdefault((service, location), []).append((0, start, end, down))
+            tails = [(pair, interval) for pair, interval, _ in known
+                     if pair and (self._horizons.get(pair) is None or self._horizons[pair] < end_ms)]
+            answers = iter(self._db.select_many([self._tail_query(pair, end_ms, interval) for pair, interval in tails]))
+            tail_of = {pair: [(1, ts, status, 0) for ts, status in next(answers)] for pair, _ in tails}
+            rows_of = [stored.get(pair, []) + tail_of.get(pair, []) if pair else [] for pair, _, _ in known]
         out: list[list[Segment]] = []
-        for pair, interval, threshold in known:
-            rows = next(answers) if pair else []
-            stored: list[Segment] = [(start, end, bool(down)) for kind, start, end, down in rows if kind == 0]
+        for rows, (_, interval, threshold) in zip(rows_of, known, strict=True):
+            segments: list[Segment] = [(start, end, bool(down)) for kind, start, end, down in rows if kind == 0]
             raw = ((ts, _CODE_STATUS[status]) for kind, ts, status, _ in rows if kind == 1)
-            out.append(stored + derive_segments(raw, interval, threshold))
+            out.append(segments + derive_segments(raw, interval, threshold))
         return out
+
+    def _tail_query(self, pair: tuple[int, int], end_ms: int, interval_ms: int) -> tuple[str, list[int]]:
+        """The raw results of a (service, location) after its horizon, up to the period's tail."""
+        horizon = self._horizons.get(pair)
+        return ("SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms", [*pair, horizon if horizon is not None else -(2**62), end_ms + 2 * interval_ms])
 
     def _period_query(self, pair: tuple[int, int], start_ms: int, end_ms: int,
                       interval_ms: int) -> tuple[str, list[int]]:

@@ -164,6 +164,19 @@ def test_many_periods_read_together_equal_each_read_alone(store: Any) -> None:
     assert alone[1] == [] and any(down for _, _, down in alone[3])
 
 
+def test_a_month_report_of_many_services_reads_the_same_segments(store: Any) -> None:
+    """From 64 (service, location) on, stored segments are read in one query: the same answer."""
+    pairs = []
+    for i in range(70):
+        store.write(Batch(results=run_of("UUDDDUUDUU?UDD"[: 6 + i % 8], service=f"svc-{i}")))
+        if i % 3 == 0:
+            store.materialize(f"svc-{i}", "tabriz", 1_000_000 + 5 * INTERVAL, INTERVAL, 2)
+        pairs.append((f"svc-{i}", "tabriz", INTERVAL, 2))
+    pairs.append(("nobody", "tabriz", INTERVAL, 2))
+    alone = [store.period_segments(s, loc, 0, 10**13, interval, threshold) for s, loc, interval, threshold in pairs]
+    assert store.period_segments_many(pairs, 0, 10**13) == alone
+
+
 def test_retention_compacts_raw_results_and_keeps_the_downtime(store: Any) -> None:
     results = run_of("UUDDDUUDUU??UDDUUUU")
     store.write(Batch(results=results))
@@ -365,6 +378,19 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(backend: Backend) ->
     db.close()
     with pytest.raises(SchemaTooNew, match="9999"):
         backend.store()
+
+
+def test_a_store_at_an_older_revision_is_upgraded_forward(backend: Backend) -> None:
+    db = backend.database()
+    db.execute("DROP INDEX segments_by_end")
+    db.execute("UPDATE alembic_version SET version_num = '0001'")
+    db.close()
+    store = backend.store()  # opening it applies what came after 0001
+    assert current_revision(store.db) == SCHEMA_HEAD
+    exists = ("SELECT count(*) FROM sqlite_master WHERE name = 'segments_by_end'" if backend.path is not None
+              else "SELECT count(*) FROM pg_indexes WHERE indexname = 'segments_by_end'")
+    assert store.db.execute(exists).fetchone()[0] == 1
+    store.close()
 
 
 def test_two_processes_upgrading_one_store_upgrade_it_once(backend: Backend) -> None:
