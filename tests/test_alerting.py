@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import ssl
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -134,24 +133,7 @@ def notice(event: str = "e1", to: str = "a@example.ir", channel: str = "mail") -
     return Notice(event, channel, to, "fa", "موضوع", "متن")
 
 
-def test_two_workers_never_claim_the_same_notice(db_path: Path) -> None:
-    Outbox(open_sqlite(db_path)).enqueue([notice(f"e{i}") for i in range(200)], 0)
-    claimed: list[int] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        mine = Outbox(open_sqlite(db_path))
-        while batch := mine.claim(0, 7):
-            with lock:
-                claimed.extend(n.id for n in batch)
-        mine.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 200
+# Concurrent claims by four workers: tests/test_store_contract.py, on both backends.
 
 
 def test_the_same_event_is_queued_once_per_recipient(db_path: Path) -> None:
