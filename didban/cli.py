@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -350,22 +350,11 @@ def _backend(args: argparse.Namespace, config: DidbanConfig) -> Backend:
         raise SystemExit(f"didban: {exc}") from None
 
 
-def _opened(open_object: Callable[[], Any]) -> Any:
-    """A store object, or one line saying why the store cannot be used (never a traceback)."""
-    from store.contract import StoreUnavailable
-    from store.schema import SchemaBehind, SchemaTooNew
-
-    try:
-        return open_object()
-    except (StoreUnavailable, SchemaTooNew, SchemaBehind) as exc:
-        raise SystemExit(f"didban: the store cannot be used: {exc}") from None
-
-
 def _store(args: argparse.Namespace, config: DidbanConfig) -> Any:
     backend = _backend(args, config)
     if not backend.exists():
         raise SystemExit(f"didban: no store at {backend.describe()}")
-    return _opened(backend.store)
+    return backend.store()
 
 
 def cmd_sla_month(args: argparse.Namespace) -> int:
@@ -374,7 +363,7 @@ def cmd_sla_month(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     month = _month(args.month)
-    with _store(args, config) as store, closing(_opened(_backend(args, config).web_records)) as records:
+    with _store(args, config) as store, closing(_backend(args, config).web_records()) as records:
         settled = settle(config, store, month, now_ms=_now_ms())
         model = build_model(config, store, records, settled, digest="")
     model.pop("evidence_pack_sha256")
@@ -472,7 +461,7 @@ def cmd_sla_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"didban sla export: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with _store(args, config) as store, closing(_opened(_backend(args, config).web_records)) as records:
+    with _store(args, config) as store, closing(_backend(args, config).web_records()) as records:
         snap = snapshot(config, store, month, _now_ms())
         source = "the pack archived when the month was closed" if snap.archived else "one snapshot of the store"
         print(f"exporting {month} as {', '.join(formats)} from {source} …", file=sys.stderr)
@@ -582,7 +571,7 @@ def _alerting(args: argparse.Namespace, config: DidbanConfig) -> tuple[Any, Back
     from alerting.notifier import Notifier
 
     backend = _backend(args, config)
-    return Notifier(config, _opened(backend.outbox), _opened(backend.subscribers)), backend
+    return Notifier(config, backend.outbox(), backend.subscribers()), backend
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
@@ -605,7 +594,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     except KeyError:
         print(f"didban notify test: no channel {args.channel!r} in {args.config}", file=sys.stderr)
         return EXIT_USAGE
-    outbox = _opened(backend.outbox)
+    outbox = backend.outbox()
     channels = build_channels([c for c in config.alerting.channels if c.id == args.channel],
                               Secrets.load(args.secrets_file))
 
@@ -629,7 +618,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    outbox = _opened(_backend(args, config).outbox)
+    outbox = _backend(args, config).outbox()
     states = ("pending", "sending", "failed", "sent") if args.all else ("pending", "sending", "failed")
     rows = outbox.rows(states)
     if args.json:
@@ -651,7 +640,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
     if outage is None:
         print(f"didban ack: no outage {args.outage!r} (give its number or tracking code)", file=sys.stderr)
         return EXIT_USAGE
-    subscribers = _opened(_backend(args, config).subscribers)
+    subscribers = _backend(args, config).subscribers()
     new = subscribers.acknowledge(outage.id, args.by, _now_ms())
     print(f"outage {outage.tracking_code} ({outage.service}) {'acknowledged' if new else 'was already acknowledged'}:"
           " no further escalation")
@@ -662,7 +651,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     from core.timefmt import jalali
 
     config = _load(args.config)
-    records = _opened(_backend(args, config).web_records)
+    records = _backend(args, config).web_records()
     now = _now_ms()
     try:
         if args.action == "create":
@@ -735,10 +724,10 @@ def cmd_store_upgrade(args: argparse.Namespace) -> int:
     from store.schema import SCHEMA_HEAD, check, current_revision
 
     backend = _backend(args, _load(args.config))
-    db = _opened(backend.connect)
+    db = backend.connect()
     try:
         before = current_revision(db)
-        applied = _opened(lambda: check(db))
+        applied = check(db)
     finally:
         db.close()
     if applied:
@@ -773,9 +762,8 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
             print(f"  {table}: {done:,} of {total:,}", file=sys.stderr, flush=True)
 
     print(f"copying {source.describe()} → {target.describe()} (run again to resume) …", file=sys.stderr)
-    report = _opened(lambda: migrate(config, source, target, progress,
-                                     checking=lambda month: print(f"  checking closed month {month} …",
-                                                                  file=sys.stderr, flush=True)))
+    report = migrate(config, source, target, progress,
+                     checking=lambda month: print(f"  checking closed month {month} …", file=sys.stderr, flush=True))
     copied = sum(report.copied.values())
     print(f"{copied:,} rows copied now; {sum(report.counts.values()):,} rows in {target.describe()}")
     if not report.identical:

@@ -29,6 +29,10 @@ LATEST_FLUSH_SECONDS = 2.0
 
 _CHUNK_BYTES = 8 << 20
 _BULK_PAIRS = 64  # from this many (service, location) on, a period's stored segments are read in one query
+_SEGMENTS_OF_PAIR = ("SELECT start_ms, end_ms, down FROM segments WHERE service = ? AND location = ? "
+                     "AND start_ms < ? AND end_ms > ? ORDER BY start_ms")
+_RAW_OF_PAIR = ("SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms")
 
 
 _RESULT_COLUMNS = ("service", "location", "ts_ms", "status", "latency_ms", "error", "detail", "http_status",
@@ -45,12 +49,16 @@ class SqlStore:
     writer thread, a CLI command, or one request's worker thread)."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
         self._db = db
         self._load_caches()
 
+    @property
+    def db(self) -> Database:
+        """The connection (for a copy or a raw check that goes past the store's own methods)."""
+        return self._db
+
     def describe(self) -> str:
-        return self.db.describe()
+        return self._db.describe()
 
     def reload(self) -> None:
         """Read the caches again (rows were written past this object: a copy, another writer)."""
@@ -280,16 +288,11 @@ class SqlStore:
         return states
 
     def segments(self, service: str, location: str, start_ms: int, end_ms: int) -> list[Segment]:
-        service_key = self._keys.get(("services", service))
-        location_key = self._keys.get(("locations", location))
-        if service_key is None or location_key is None:
+        pair = self._pair(service, location)
+        if pair is None:
             return []
-        rows = self._db.execute(
-            "SELECT start_ms, end_ms, down FROM segments WHERE service = ? AND location = ? "
-            "AND start_ms < ? AND end_ms > ? ORDER BY start_ms",
-            (service_key, location_key, end_ms, start_ms),
-        )
-        return [(start, end, bool(down)) for start, end, down in rows]
+        return [(start, end, bool(down)) for start, end, down in
+                self._db.execute(_SEGMENTS_OF_PAIR, (*pair, end_ms, start_ms)).fetchall()]
 
     # -- retention -----------------------------------------------------------
 
@@ -371,50 +374,32 @@ class SqlStore:
     def period_segments_many(self, pairs: Sequence[tuple[str, str, int, int]], start_ms: int,
                              end_ms: int) -> list[list[Segment]]:
         """``period_segments`` of many (service, location, interval_ms, threshold), read together: a month report
-        of 10,000 services reads the stored segments of all of them at once, and on PostgreSQL pipelines the
-        reads of the raw results after each horizon (one wait per thousand, not one each)."""
+        of 10,000 services reads the stored segments of all of them in one query, and on PostgreSQL pipelines
+        the reads of the raw results after each horizon (one wait per thousand, not one each)."""
         known = [(self._pair(service, location), interval, threshold)
                  for service, location, interval, threshold in pairs]
-        if len(known) < _BULK_PAIRS:
-            queries = [self._period_query(pair, start_ms, end_ms, interval) for pair, interval, _ in known if pair]
-            answers = iter(self._db.select_many(queries))
-            rows_of = [next(answers) if pair else [] for pair, _, _ in known]
-        else:
-            stored: dict[tuple[int, int], list[Any]] = {}
+        present = [pair for pair, _, _ in known if pair is not None]
+        stored: dict[tuple[int, int], list[Segment]] = {}
+        if len(present) >= _BULK_PAIRS:
+            wanted = set(present)
             for service, location, start, end, down in self._db.execute(
                     "SELECT service, location, start_ms, end_ms, down FROM segments WHERE end_ms > ? AND start_ms < ? "
                     "ORDER BY service, location, start_ms", (start_ms, end_ms)).fetchall():
-                stored.setdefault((service, location), []).append((0, start, end, down))
-            tails = [(pair, interval) for pair, interval, _ in known
-                     if pair and (self._horizons.get(pair) is None or self._horizons[pair] < end_ms)]
-            answers = iter(self._db.select_many([self._tail_query(pair, end_ms, interval) for pair, interval in tails]))
-            tail_of = {pair: [(1, ts, status, 0) for ts, status in next(answers)] for pair, _ in tails}
-            rows_of = [stored.get(pair, []) + tail_of.get(pair, []) if pair else [] for pair, _, _ in known]
-        out: list[list[Segment]] = []
-        for rows, (_, interval, threshold) in zip(rows_of, known, strict=True):
-            segments: list[Segment] = [(start, end, bool(down)) for kind, start, end, down in rows if kind == 0]
-            raw = ((ts, _CODE_STATUS[status]) for kind, ts, status, _ in rows if kind == 1)
-            out.append(segments + derive_segments(raw, interval, threshold))
-        return out
-
-    def _tail_query(self, pair: tuple[int, int], end_ms: int, interval_ms: int) -> tuple[str, list[int]]:
-        """The raw results of a (service, location) after its horizon, up to the period's tail."""
-        horizon = self._horizons.get(pair)
-        return ("SELECT ts_ms, status FROM results WHERE service = ? AND location = ? AND ts_ms >= ? AND ts_ms < ? "
-                "ORDER BY ts_ms", [*pair, horizon if horizon is not None else -(2**62), end_ms + 2 * interval_ms])
-
-    def _period_query(self, pair: tuple[int, int], start_ms: int, end_ms: int,
-                      interval_ms: int) -> tuple[str, list[int]]:
-        """One read: the stored segments overlapping the period, then the raw results after the horizon."""
-        horizon = self._horizons.get(pair)
-        query = ("SELECT 0, start_ms, end_ms, down FROM segments WHERE service = ? AND location = ? "
-                 "AND start_ms < ? AND end_ms > ?")
-        params: list[int] = [*pair, end_ms, start_ms]
-        if horizon is None or horizon < end_ms:
-            query += (" UNION ALL SELECT 1, ts_ms, status, 0 FROM results WHERE service = ? AND location = ? "
-                      "AND ts_ms >= ? AND ts_ms < ?")
-            params += [*pair, horizon if horizon is not None else -(2**62), end_ms + 2 * interval_ms]
-        return query + " ORDER BY 1, 2", params
+                if (service, location) in wanted:
+                    stored.setdefault((service, location), []).append((start, end, bool(down)))
+        else:
+            answers = self._db.select_many([(_SEGMENTS_OF_PAIR, (*pair, end_ms, start_ms)) for pair in present])
+            stored = {pair: [(start, end, bool(down)) for start, end, down in rows]
+                      for pair, rows in zip(present, answers, strict=True)}
+        # The raw results after each horizon (derivation restarts exactly there), up to the period's tail.
+        tails = [(pair, interval) for pair, interval, _ in known
+                 if pair is not None and (self._horizons.get(pair) is None or self._horizons[pair] < end_ms)]
+        raw = dict(zip([pair for pair, _ in tails], self._db.select_many(
+            [(_RAW_OF_PAIR, (*pair, self._horizons.get(pair, -(2**62)), end_ms + 2 * interval))
+             for pair, interval in tails]), strict=True))
+        return [[] if pair is None else stored.get(pair, []) + derive_segments(
+                    ((ts, _CODE_STATUS[status]) for ts, status in raw.get(pair, ())), interval, threshold)
+                for pair, interval, threshold in known]
 
     def compact(self, service: str, location: str, before_ms: int, interval_ms: int, threshold: int) -> int:
         """Retention: materialize up to ``before_ms``, then drop the raw results before the horizon."""

@@ -15,7 +15,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +103,3 @@ def postgres_cluster() -> Any:
         cluster.stop("immediate")
         shutil.rmtree(cluster.root, ignore_errors=True)
 
-
-def wait_until(predicate: Any, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not become true in time")
-        time.sleep(0.05)
