@@ -242,6 +242,7 @@ async def test_push_command_reads_the_token_from_the_environment(aiohttp_server:
 
     code, out = await didban("s3cret-grafana")
     assert code == 0 and "created: 9" in out and "s3cret" not in out
+    assert "(1 of " in out and "…" in out  # progress, dashboard by dashboard
     code, out = await didban("s3cret-grafana")
     assert code == 0 and "created: 0" in out and "updated: 0" in out
     code, out = await didban(None)

@@ -205,4 +205,5 @@ def test_backfill_command(vm: VictoriaMetrics, db_path: Path, tmp_path: Path) ->
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "40 check points rewritten" in done.stdout
+    assert "40 check points written …" in done.stderr  # progress, batch by batch, on stderr
     assert len(vm.samples("check_up")) == 40

@@ -318,6 +318,7 @@ def test_cli_month_close_credits_and_export(store: SqliteStore, db_path: Path, t
     exported = didban("sla", "export", "--month", "1403-07", "--format", "csv", "--out", str(tmp_path / "out"))
     assert exported.returncode == 0 and exported.stdout.splitlines()[0].endswith(".csv")
     assert exported.stdout.splitlines()[-1].startswith("evidence pack sha256: ")
+    assert ".csv written" in exported.stderr  # progress, file by file, on stderr
     bad = didban("sla", "month", "1403-13")
     assert bad.returncode != 0 and "YYYY-MM" in bad.stderr
 
