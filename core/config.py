@@ -7,6 +7,7 @@ the environment or a secrets file (see ``Secrets``).
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -25,10 +26,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.scalarbool import ScalarBoolean
+
+from core import yamlfile
 
 SLUG = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 JALALI_DATE = r"^1[34]\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
@@ -516,30 +515,28 @@ class Secrets(BaseSettings):
 class ConfigError(Exception):
     """Every problem in a config file, each as ``FILE:LINE: path: message``."""
 
-    def __init__(self, messages: Sequence[str]) -> None:
+    def __init__(self, messages: Sequence[str], count: int | None = None) -> None:
         super().__init__("\n".join(messages))
         self.messages = list(messages)
+        self.count = len(self.messages) if count is None else count  # all problems found, shown or not
 
 
-def _line_of(tree: Any, loc: Sequence[str | int]) -> tuple[int, list[str | int]]:
-    """The 1-based line of the deepest node of ``loc`` present in the YAML tree.
+def _line_of(marks: yamlfile.Marks | None, loc: Sequence[str | int]) -> tuple[int, list[str | int]]:
+    """The 1-based line of the deepest node of ``loc`` present in the file.
 
     Also returns the path as the user wrote it: pydantic inserts union tags
     (``http``) that are not keys of the file; they are left out.
     """
     line = 1
-    node = tree
     shown: list[str | int] = []
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
+        if isinstance(marks, dict) and part in marks:
+            line, marks = yamlfile.unpack(marks[part])
             shown.append(part)
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
+        elif isinstance(marks, list) and isinstance(part, int) and 0 <= part < len(marks):
+            line, marks = yamlfile.unpack(marks[part])
             shown.append(part)
-        elif isinstance(node, CommentedMap) and isinstance(part, str) and part not in _UNION_TAGS:
+        elif isinstance(marks, dict) and isinstance(part, str) and part not in _UNION_TAGS:
             shown.append(part)  # a missing key: point at its parent
             break
     return line, shown
@@ -597,8 +594,10 @@ def _describe(error: Any) -> tuple[str, str | None]:
 MAX_CONFIG_BYTES = int(os.environ.get("DIDBAN_CONFIG_MAX_BYTES", 8 << 20))
 MAX_NESTING = 64  # mappings and lists inside each other
 MAX_ALIASES = 1_000
-# Values once aliases are expanded: a plain file has fewer values than bytes; a "billion laughs" stops here.
-MIN_NODE_BUDGET = 500_000
+# Values once aliases are expanded: a config has one per 12 bytes or so (keys, numbers, names, URLs); one per
+# 10 bytes is room to spare, and stops both a "billion laughs" and a file of millions of tiny values.
+MIN_VALUES, BYTES_PER_VALUE = 100_000, 10
+MAX_REPORTED = 100
 SHOWN_VALUE_CHARS = 80
 
 
@@ -608,41 +607,13 @@ def _shown(value: Any) -> str:
     return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 1] + "…"
 
 
-def _pre_checks(path: Path, text: str) -> None:
-    """What must be refused before the YAML parser sees the text (it would hang, recurse or misread)."""
-    for bad in ("\x00", "\ufffd"):
-        index = text.find(bad)
-        if index >= 0:
-            what = "a NUL byte" if bad == "\x00" else "bytes that are not UTF-8"
-            raise ConfigError([f"{path}:{text.count(chr(10), 0, index) + 1}: {what}: the file must be UTF-8 text"])
-    depth = deepest = line = 0
-    quote = ""
-    for char in text:  # flow collections ([...], {...}), outside quoted strings
-        if char == "\n":
-            line += 1
-        elif quote:
-            if char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_NESTING:
-                raise ConfigError([f"{path}:{line + 1}: nested more than {MAX_NESTING} levels deep"])
-        elif char in "]}":
-            depth = max(0, depth - 1)
-        deepest = max(deepest, depth)
-    aliases = sum(1 for token in text.split() if token.startswith("*") and len(token) > 1)
-    if aliases > MAX_ALIASES:
-        raise ConfigError([f"{path}:1: more than {MAX_ALIASES} aliases (*name): not a configuration"])
-
-
 def load_config(path: str | Path) -> DidbanConfig:
     """Load and validate a config file, or raise ConfigError naming every problem.
 
     Bounded: a file over ``MAX_CONFIG_BYTES``, NUL bytes, nesting deeper than ``MAX_NESTING``, more
-    aliases than ``MAX_ALIASES`` or more values once aliases are expanded than the file has bytes are
-    refused with ``FILE:LINE: …``; no input gives a traceback.
+    aliases than ``MAX_ALIASES`` or more values once aliases are expanded than one per
+    ``BYTES_PER_VALUE`` bytes are refused with ``FILE:LINE: …``; no input gives a traceback, and
+    at most ``MAX_REPORTED`` problems are listed.
     """
     path = Path(path)
     try:
@@ -653,71 +624,55 @@ def load_config(path: str | Path) -> DidbanConfig:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the file: {exc.strerror}"]) from None
-    _pre_checks(path, text)
-    yaml = YAML(typ="rt")
+    for bad in ("\x00", "\ufffd"):  # libyaml would stop at the first; say which line it is on
+        index = text.find(bad)
+        if index >= 0:
+            what = "a NUL byte" if bad == "\x00" else "bytes that are not UTF-8"
+            raise ConfigError([f"{path}:{text.count(chr(10), 0, index) + 1}: {what}: the file must be UTF-8 text"])
+    limits = yamlfile.Limits(MAX_NESTING, MAX_ALIASES, max(MIN_VALUES, len(text) // BYTES_PER_VALUE))
+    collecting = gc.isenabled()
+    gc.disable()  # a big file is a million new objects and no cycles: the collector's passes cost 40 %
     try:
-        tree = yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise ConfigError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
-    except RecursionError:
-        raise ConfigError([f"{path}:1: nested too deeply to be a configuration"]) from None
-    except Exception as exc:  # the parser's own trouble on odd input must still be a plain message
-        cause = f"{type(exc).__name__}: {str(exc)[:SHOWN_VALUE_CHARS]}"
-        raise ConfigError([f"{path}:1: not valid YAML ({cause})"]) from None
-    if not isinstance(tree, CommentedMap):
+        return _validated(path, yamlfile.read(text, limits))
+    except yamlfile.YamlProblem as problem:
+        raise ConfigError([f"{path}:{problem.line}: {problem.message}"]) from None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _validated(path: Path, document: yamlfile.Document) -> DidbanConfig:
+    plain, tree = document.value, document.marks
+    if not isinstance(plain, dict):
         raise ConfigError([f"{path}:1: expected a mapping at the top of the file"])
-    try:
-        plain = _plain(tree, _Budget(max(MIN_NODE_BUDGET, len(text)), path))
-    except RecursionError:
-        raise ConfigError([f"{path}:1: nested too deeply to be a configuration"]) from None
     try:
         config = DidbanConfig.model_validate(plain)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        references = reference_problems(plain)  # reported now too, not after the rest is fixed
         found: list[tuple[int, str]] = []
-        for error in exc.errors():
+        for error in errors[:MAX_REPORTED]:
             line, shown = _line_of(tree, error["loc"])
             message, extra = _describe(error)
             dotted = ".".join(str(p) for p in [*shown, *([extra] if extra else [])]) or "(top)"
             found.append((line, f"{path}:{line}: {dotted}: {message}"))
-        for loc, message in reference_problems(plain):  # reported now too, not after the rest is fixed
+        for loc, message in references[:MAX_REPORTED]:
             line, shown = _line_of(tree, loc)
             found.append((line, f"{path}:{line}: {'.'.join(str(p) for p in shown)}: {message}"))
-        raise ConfigError([message for _, message in sorted(found, key=lambda item: item[0])]) from None
+        raise _reported(path, found, len(errors) + len(references)) from None
     problems = config.reference_errors()
     if problems:
-        messages = []
-        for loc, message in problems:
+        found = []
+        for loc, message in problems[:MAX_REPORTED]:
             line, shown = _line_of(tree, loc)
-            messages.append(f"{path}:{line}: {'.'.join(str(p) for p in shown)}: {message}")
-        raise ConfigError(messages)
+            found.append((line, f"{path}:{line}: {'.'.join(str(p) for p in shown)}: {message}"))
+        raise _reported(path, found, len(problems))
     return config
 
 
-class _Budget:
-    def __init__(self, nodes: int, path: Path) -> None:
-        self.left, self.path = nodes, path
-
-    def spend(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise ConfigError([f"{self.path}:1: far more values once aliases are expanded than the file holds: "
-                               "not a configuration (an alias bomb?)"])
-
-
-def _plain(node: Any, budget: _Budget, depth: int = 0) -> Any:
-    """ruamel's round-trip types → plain dicts, lists and scalars for pydantic, within the budget."""
-    budget.spend()
-    if depth > MAX_NESTING:
-        raise ConfigError([f"{budget.path}:1: nested more than {MAX_NESTING} levels deep"])
-    if isinstance(node, dict):
-        return {str(k): _plain(v, budget, depth + 1) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v, budget, depth + 1) for v in node]
-    if isinstance(node, ScalarBoolean | bool):
-        return bool(node)
-    for plain in (int, float, str):
-        if isinstance(node, plain):
-            return plain(node)
-    return node
+def _reported(path: Path, found: list[tuple[int, str]], count: int) -> ConfigError:
+    """The first ``MAX_REPORTED`` problems in file order; a file of a million mistakes is not a million lines."""
+    messages = [message for _, message in sorted(found, key=lambda item: item[0])][:MAX_REPORTED]
+    if count > len(messages):
+        messages.append(f"{path}: … and {count - len(messages):,} more problems (the first {MAX_REPORTED} shown)")
+    return ConfigError(messages, count)

@@ -64,7 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for message in exc.messages:
             print(message, file=sys.stderr)
-        print(f"{args.file}: {len(exc.messages)} error(s)", file=sys.stderr)
+        print(f"{args.file}: {exc.count} error(s)", file=sys.stderr)
         return EXIT_USAGE
     services = sum(1 for _ in config.services())
     print(f"{args.file}: valid ({_count(len(config.agencies), 'agency', 'agencies')}, "

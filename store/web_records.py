@@ -16,6 +16,8 @@ from core.tracking import new_code
 from store.contract import ROLES, Receipt, TokenCheck, TokenInfo, token_digest
 from store.database import Database
 
+AUDIT_BODY_CHARS = 2000  # an audit row keeps the start of a long answer
+
 
 class WebRecords:
     def __init__(self, db: Database) -> None:
@@ -102,8 +104,11 @@ class WebRecords:
                                 (now_ms, token_id)).rowcount == 1
 
     def audit(self, who: str, method: str, path: str, status: int, body: Any, now_ms: int) -> None:
+        text = json.dumps(body, ensure_ascii=False)
+        if len(text) > AUDIT_BODY_CHARS:  # still JSON, so that the log reads back: what was cut is said
+            text = json.dumps({"cut_to_chars": AUDIT_BODY_CHARS, "start": text[:AUDIT_BODY_CHARS]}, ensure_ascii=False)
         self._db.execute("INSERT INTO audit (ts_ms, who, method, path, status, body) VALUES (?, ?, ?, ?, ?, ?)",
-                         (now_ms, who, method, path, status, json.dumps(body, ensure_ascii=False)[:2000]))
+                         (now_ms, who, method, path, status, text))
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT ts_ms, who, method, path, status, body FROM audit ORDER BY id DESC LIMIT ?",

@@ -351,6 +351,9 @@ def test_tokens_receipts_and_audit(backend: Backend) -> None:
     records.audit("ops", "POST", "/api/maintenance", 201, {"title": "به‌روزرسانی"}, 6_000)
     assert records.audit_log(5) == [{"ts_ms": 6_000, "who": "ops", "method": "POST", "path": "/api/maintenance",
                                      "status": 201, "body": {"title": "به‌روزرسانی"}}]
+    records.audit("ops", "POST", "/api/maintenance", 201, {"title": "۰" * 5000}, 7_000)  # a long answer
+    cut = records.audit_log(1)[0]["body"]
+    assert cut["cut_to_chars"] == 2000 and cut["start"].startswith('{"title": "۰۰')
     records.close()
 
 

@@ -56,6 +56,12 @@ class WindowUpdate(Body):
     end: AwareDatetime | None = None
     title: str | None = Field(default=None, max_length=200)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowUpdate:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
 
 class ExclusionIn(WindowIn):
     reason: str = Field(min_length=3, max_length=500)
@@ -246,8 +252,9 @@ async def update_maintenance(request: web.Request) -> web.Response:
             raise web.HTTPConflict(text="a cancelled window cannot be changed")
         start = _ms(body.start) if body.start else window.start_ms
         end = _ms(body.end) if body.end else window.end_ms
-        if end <= start:
-            raise web.HTTPUnprocessableEntity(text="end must be after start")
+        if end <= start:  # the body alone is fine; with the window as it stands, it is not
+            raise web.HTTPConflict(text=f"the window would end before it starts: it runs {jalali(window.start_ms)}"
+                                        f" to {jalali(window.end_ms)} Tehran time; move start and end together")
         # Moving a window is announcing it again: the notice runs from now.
         moved = (start, end) != (window.start_ms, window.end_ms)
         announced = int(time.time() * 1000) if moved else window.announced_at_ms
