@@ -16,7 +16,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ from collector.collector import Collector, ServicePolicy
 from collector.journal import Journal
 from core.config import DidbanConfig, ServiceConfig
 from core.model import ErrorClass, OutageEvent, ProbeResult, Status
+from didban.dispatch import Dispatcher, ScheduledCheck
 from didban.supervisor import Supervisor
 from probes.base import ProbeContext
 from probes.canary import CanaryGuard
@@ -67,13 +68,6 @@ class LagStats:
             return 0.0
         ordered = sorted(self.recent)
         return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduledCheck:
-    check: CompiledCheck
-    interval_s: float
-    anchor: float  # epoch seconds of the first run; runs are anchor + k × interval
 
 
 def make_session(limit: int, keepalive: bool, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
@@ -123,11 +117,10 @@ class Engine:
         self.latest: dict[str, ProbeResult] = {}
         self.checks_run = 0
         self._random = random.Random(seed)
-        self._semaphore = asyncio.Semaphore(config.scheduler.max_concurrency)
-        self._scheduler: AsyncIOScheduler | None = None
+        self._scheduler: AsyncIOScheduler | None = None  # the calendar jobs
+        self._dispatcher: Dispatcher | None = None  # the checks
         self._session: aiohttp.ClientSession | None = None
         self.guard: CanaryGuard | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.alerts = alerts
         self.metrics = metrics
@@ -164,6 +157,7 @@ class Engine:
         await self.open()
         assert self.guard is not None
         scheduler = AsyncIOScheduler(timezone=UTC)
+        dispatcher = Dispatcher(self._run_job, self.config.scheduler.max_concurrency, self.clock)
         now = self.clock()
         jitter = self.config.scheduler.jitter_seconds
         supervised = self.supervisor.job  # a failing job is logged, counted and reported, and runs again next time
@@ -178,16 +172,7 @@ class Engine:
                                   coalesce=True)
                 continue
             anchor = now + self._random.uniform(0, min(jitter, interval))
-            job = ScheduledCheck(compile_service(service), interval, anchor)
-            scheduler.add_job(
-                self._run_job,
-                IntervalTrigger(seconds=interval, start_date=datetime.fromtimestamp(anchor, UTC)),
-                args=[job],
-                id=f"check:{service.id}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            dispatcher.add(ScheduledCheck(compile_service(service), interval, anchor))
         if self._canaries:
             scheduler.add_job(supervised("canaries", self.guard.check_now), IntervalTrigger(seconds=30), id="canaries",
                               max_instances=1, coalesce=True)
@@ -210,20 +195,24 @@ class Engine:
                           id="retention", max_instances=1, coalesce=True)
         scheduler.start()
         self._scheduler = scheduler
-        checks = sum(1 for j in scheduler.get_jobs() if j.id.startswith("check:"))
+        await dispatcher.start()
+        self._dispatcher = dispatcher
+        checks = dispatcher.scheduled + len(self._last_beat)
         log.info("engine started: %d services at location %s", checks, self.location)
 
     async def stop(self) -> None:
-        self._stopping = True  # a job the scheduler already handed over must not start a check now
+        self._stopping = True  # a check handed over but not begun must not start now
         if self._scheduler is not None:
-            self._scheduler.pause()  # no new runs; shutting down now would cancel the checks in flight
-        await asyncio.sleep(0)  # let handed-over jobs see the flag (or register as in flight)
-        if self._in_flight:  # checks in flight finish (each bounded by its timeout) and are stored
-            await asyncio.wait(self._in_flight, timeout=15)
+            self._scheduler.pause()  # no new calendar runs
+        if self._dispatcher is not None:  # checks in flight finish (each bounded by its timeout) and are stored;
+            await self._dispatcher.stop(grace_s=15)  # what still runs after 15 s is cancelled: no verdict
+            self._dispatcher = None
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)  # cancels what is still running after 15 s: no verdict
+            self._scheduler.shutdown(wait=False)
             self._scheduler = None
         await self.collector.stop()
+        log.info("engine stopped: %d checks run, %d results stored, %d waiting in the journal", self.checks_run,
+                 self.collector.stats.written, self.collector.pending)
         await self.loop_watch.stop()
         if self.alerts is not None:
             await self.alerts.stop()
@@ -234,34 +223,34 @@ class Engine:
 
     # -- checks ------------------------------------------------------------------
 
-    async def _run_job(self, job: ScheduledCheck) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def _run_job(self, job: ScheduledCheck, due: float) -> None:
         if self._stopping:
             return
-        self._in_flight.add(task)
+        lag = max(0.0, self.clock() - due)
+        self.lag.add(lag)
         try:
-            async with self._semaphore:
-                now = self.clock()
-                due = job.anchor + math.floor((now - job.anchor) / job.interval_s) * job.interval_s
-                lag = max(0.0, now - due)
-                self.lag.add(lag)
-                result = await self.check(job.check, lag)
-            self._record(result, lag)
+            result = await self.check(job.check, lag)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
-            # Stopped mid-check: a check cut short by our own stop has no verdict and is not an error.
-        finally:
-            self._in_flight.discard(task)
+            return  # stopped mid-check: a check cut short by our own stop has no verdict and is not an error
+        except Exception:  # a fault of the check path, not of the service: no verdict, and the next run comes
+            log.exception("the check of %s failed inside Didban", job.check.service)
+            return
+        self._record(result, lag)
 
     @property
     def running(self) -> bool:
-        return self._scheduler is not None and self._scheduler.running
+        return (self._scheduler is not None and self._scheduler.running
+                and self._dispatcher is not None and self._dispatcher.running)
 
     def problems(self) -> list[str]:
         """What makes the service not ready: for /readyz, which names each."""
         found = [] if self.running else ["scheduler not running"]
+        late = self._dispatcher.oldest_wait() if self._dispatcher is not None else 0.0
+        if late > self.config.scheduler.lag_bound_seconds:  # more due than this core can start on time
+            found.append(f"overloaded: {self._dispatcher.waiting} checks due and not started, "  # type: ignore[union-attr]
+                         f"the oldest {late:.1f} s late")
         since = self.collector.unavailable_since
         if since is not None and time.monotonic() - since > self.config.store.unavailable_grace_seconds:
             found.append(f"store unavailable for {time.monotonic() - since:.0f} s; "
@@ -275,6 +264,9 @@ class Engine:
             self.metrics.store_errors.set(stats.store_errors)
             self.metrics.dropped.set(stats.dropped)
             self.metrics.open_outages.set(len(self.collector.open_services()))
+            if self._dispatcher is not None:
+                self.metrics.checks_waiting.set(self._dispatcher.waiting)
+                self.metrics.oldest_wait.set(self._dispatcher.oldest_wait())
 
     async def month_gauges(self) -> None:
         from didban.settlement import settle

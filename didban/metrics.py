@@ -24,6 +24,10 @@ class Metrics:
                                   registry=self.registry)
         self.dropped = Gauge("didban_results_dropped", "Results dropped because the queue was full",
                              registry=self.registry)
+        self.checks_waiting = Gauge("didban_checks_due_waiting", "Checks due and not yet started (overload when it "
+                                    "stays above zero)", registry=self.registry)
+        self.oldest_wait = Gauge("didban_checks_oldest_wait_seconds", "How late the oldest due check not yet started "
+                                 "is", registry=self.registry)
         self.open_outages = Gauge("didban_open_outages", "Outages open now", registry=self.registry)
         self.task_restarts = Counter("didban_task_restarts", "Failures of supervised background tasks and jobs "
                                      "(each restarted with backoff)", ["task"], registry=self.registry)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +220,46 @@ agencies:
     with sqlite3.connect(db) as connection:
         (detail,) = connection.execute("SELECT detail FROM results WHERE status = 2 LIMIT 1").fetchone()
     assert "resolver canary" in detail
+
+
+@pytest.mark.slow
+def test_an_overloaded_monitor_starts_checks_late_says_so_and_charges_nothing(slow_target: int,
+                                                                               tmp_path: Path) -> None:
+    """40 services due every second, each answer 0.3 s, 2 checks at a time: four times what can run.
+
+    The overload must show on /readyz and /metrics, every service must still be checked (late, not
+    dropped), and no healthy service may be charged: a check's timeout runs from its start, not from
+    when it was due, and a failure seen that late would be unknown (probe_overload).
+    """
+    db, config, port = tmp_path / "didban.sqlite", tmp_path / "config.yaml", free_port()
+    config.write_text(f"""{AGREEMENT}
+scheduler: {{jitter_seconds: 0, max_concurrency: 2}}
+web: {{port: {port}}}
+agencies:
+  - id: agency
+    name: {{fa: "اداره", en: "Agency"}}
+    services:
+{live_services(40, f"http://127.0.0.1:{slow_target}")}""", encoding="utf-8")
+    process = run(config, db)
+    wait_http(f"http://127.0.0.1:{port}/healthz", 20)
+    said, waiting = "", 0.0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not ("overloaded" in said and waiting > 0):
+        time.sleep(0.5)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2)
+        except urllib.error.HTTPError as answer:
+            said = answer.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as metrics:
+            for line in metrics.read().decode().splitlines():
+                if line.startswith("didban_checks_due_waiting "):
+                    waiting = float(line.split()[1])
+    time.sleep(8)  # long enough for every service to have had its turn at least once
+    stop(process)
+    assert "overloaded" in said and "checks due and not started" in said, said
+    assert waiting > 0
+    assert live(db, "status = 'down'") == 0
+    assert query(db, "SELECT count(*) FROM outages") == 0
+    checked = query(db, "SELECT count(DISTINCT r.service) FROM results r JOIN services s ON s.key = r.service "
+                        "WHERE s.id LIKE 'live-%'")
+    assert checked == 40  # late, never dropped

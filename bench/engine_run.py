@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The product measured from outside: `didban run` itself against the target farm, beside bare aiohttp.
+
+1. Saturation: 5,000 services due every second (10 % answer 503), 64 checks at a time, fresh
+   connections and then keep-alive. `didban run` (its scheduler, dispatcher, probes, conditions,
+   keyword check, canary guard, collector, SQLite, outage derivation, metrics, web server) runs
+   as its own process on core 1; the bare-aiohttp baseline runs on core 1 in the same round;
+   the farm (nginx when installed) on core 0. Checks are counted from Didban's /metrics, CPU
+   from /proc; three rounds, alternating, each figure is the median with the spread.
+2. Scale: 50,000 services every 30 s on one core: p99 schedule lag, peak RSS, start-up (from
+   the process's start to "engine started": config read and validated, every check scheduled),
+   and a count showing nothing was lost (checks run = results stored = requests the farm saw).
+
+    python bench/engine_run.py            # full run (about 12 minutes)
+    python bench/engine_run.py --quick    # smoke run (about 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.probe_throughput import SHARED_BENCH, farm_requests, pinned, run_json, start_farm  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def write_config(path: Path, farm_port: int, services: int, interval: float, concurrency: int, web_port: int) -> None:
+    """One service per farm endpoint, in flow style (50,000 services stay under the 8 MiB cap)."""
+    lines = [
+        "agreements:",
+        '  - {id: sla, title: bench, valid_from: "1400-01-01", valid_until: "1410-12-29", target_percent: 99.5}',
+        f"scheduler: {{max_concurrency: {concurrency}, jitter_seconds: {interval}}}",
+        "store: {queue_size: 200000}",
+        f"web: {{port: {web_port}}}",
+        "agencies:",
+        "  - id: bench",
+        "    name: {fa: آزمون, en: Bench}",
+        "    services:",
+    ]
+    timeout = min(10.0, interval)
+    lines += [
+        f"      - {{id: s{i}, name: {{fa: خدمت {i}, en: Service {i}}}, agreement: sla, interval_seconds: {interval}, "
+        f"timeout_seconds: {timeout}, conditions: ['[STATUS] == 200', '[RESPONSE_TIME] < 5000'], "
+        f"probes: [{{type: http, url: 'http://127.0.0.1:{farm_port}/svc/{i}', keyword_absent: maintenance}}]}}"
+        for i in range(services)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+class Running:
+    """`didban run` as a user starts it, pinned to core 1, watched from outside."""
+
+    def __init__(self, config: Path, db: Path, web_port: int, keepalive: bool) -> None:
+        self.web_port, self.db = web_port, db
+        command = [*pinned(1), sys.executable, "-m", "didban.cli", "run", "--config", str(config), "--db", str(db),
+                   *(["--keepalive"] if keepalive else [])]
+        self.began = time.monotonic()
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True)
+        self.started_after: float | None = None
+        self.log: list[str] = []
+        threading.Thread(target=self._read_log, daemon=True).start()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if self.started_after is None and "engine started" in line:
+                self.started_after = time.monotonic() - self.began
+            if len(self.log) < 200:
+                self.log.append(line)
+
+    def wait_started(self, seconds: float) -> float:
+        deadline = time.monotonic() + seconds
+        while self.started_after is None:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("didban run did not start:\n" + "".join(self.log[-20:]))
+            time.sleep(0.05)
+        return self.started_after
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+    def peak_rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+    def metrics(self) -> tuple[float, dict[float, float]]:
+        """(checks run, the schedule-lag histogram's cumulative buckets) from /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        checks, buckets = 0.0, {}
+        for line in text.splitlines():
+            if line.startswith("didban_checks_total{"):
+                checks += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("didban_schedule_lag_seconds_bucket{"):
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+        return checks, buckets
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(120)
+        time.sleep(0.2)  # the log reader takes the last lines
+        with sqlite3.connect(self.db) as connection:
+            return int(connection.execute("SELECT count(*) FROM results").fetchone()[0])
+
+
+def lag_p99(before: dict[float, float], after: dict[float, float]) -> str:
+    """The bucket holding the 99th percentile of the lags observed between two scrapes."""
+    total = after[float("inf")] - before.get(float("inf"), 0)
+    for bound in sorted(after):
+        if total and after[bound] - before.get(bound, 0) >= 0.99 * total:
+            return f"≤ {bound * 1000:g} ms" if bound != float("inf") else "> 5 s"
+    return "n/a"
+
+
+def saturation_round(farm_port: int, args: argparse.Namespace, keepalive: bool, folder: Path) -> dict[str, Any]:
+    baseline = run_json([*pinned(1), sys.executable, str(SHARED_BENCH / "baseline_aiohttp.py"), "--port",
+                         str(farm_port), "-n", str(args.services), "-c", "64", "--keepalive",
+                         "on" if keepalive else "off", "-d", str(args.duration), "--json"], 600)
+    web_port = free_port()
+    config, db = folder / "saturation.yaml", folder / f"saturation-{time.monotonic_ns()}.sqlite"
+    write_config(config, farm_port, args.services, 1, 64, web_port)
+    didban = Running(config, db, web_port, keepalive)
+    didban.wait_started(60)
+    time.sleep(args.warmup)
+    checks0, lag0 = didban.metrics()
+    cpu0, t0 = didban.cpu_seconds(), time.monotonic()
+    time.sleep(args.duration)
+    checks1, lag1 = didban.metrics()
+    cpu1, t1 = didban.cpu_seconds(), time.monotonic()
+    didban.stop()
+    checks = checks1 - checks0
+    return {
+        "bare_rps": float(baseline["rps"]), "bare_cpu": float(baseline["cpu_s_per_1000"]) / 1000,
+        "rps": checks / (t1 - t0), "cpu": (cpu1 - cpu0) / checks if checks else float("nan"),
+        "lag_p99": lag_p99(lag0, lag1),
+    }
+
+
+def scale_run(farm_port: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    web_port = free_port()
+    config, db = folder / "scale.yaml", folder / "scale.sqlite"
+    write_config(config, farm_port, args.scale_services, 30, 256, web_port)
+    requests0 = farm_requests(farm_port)
+    didban = Running(config, db, web_port, keepalive=False)
+    startup = didban.wait_started(120)
+    time.sleep(35)  # the jitter spreads the first round over one interval: measure from the second
+    checks0, lag0 = didban.metrics()
+    time.sleep(args.scale_seconds)
+    checks1, lag1 = didban.metrics()
+    rss = didban.peak_rss_mib()
+    stored = didban.stop()
+    requests = farm_requests(farm_port) - requests0
+    final = next(line for line in didban.log if "engine stopped" in line)  # "engine stopped: N checks run, …"
+    checks_run = int(final.split("engine stopped: ", 1)[1].split(" checks run", 1)[0])
+    return {"services": args.scale_services, "startup_s": startup, "lag_p99": lag_p99(lag0, lag1),
+            "rate": (checks1 - checks0) / args.scale_seconds, "rss_mib": rss, "checks": checks_run,
+            "stored": stored, "farm_requests": requests, "config_mib": config.stat().st_size / (1 << 20)}
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    middle = statistics.median(values)
+    return f"{middle:,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--services", type=int, default=5000)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale-services", type=int, default=50_000)
+    parser.add_argument("--scale-seconds", type=float, default=60)
+    parser.add_argument("--quick", action="store_true", help="short windows, one round, 10,000 services to scale")
+    parser.add_argument("--json-out", help="also write the figures to this file")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.rounds, args.scale_services, args.scale_seconds = 8, 4, 1, 10_000, 30
+    engine = "nginx" if shutil.which("nginx") else "aiohttp"
+    farm, farm_port = start_farm(max(args.services, args.scale_services), engine, 3600)
+    results: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for keepalive in (False, True):
+                rounds = [saturation_round(farm_port, args, keepalive, Path(tmp)) for _ in range(args.rounds)]
+                results["on" if keepalive else "off"] = rounds
+            results["scale"] = scale_run(farm_port, args, Path(tmp))
+    finally:
+        farm.terminate()
+        farm.wait(10)
+    print(f"\n`didban run` at saturation: {args.services:,} services due every second (10 % answer 503), 64 at a "
+          f"time, farm ({engine}) on core 0, Didban and bare aiohttp on core 1; median (min–max) of "
+          f"{args.rounds} × {args.duration:g} s\n")
+    print("| keep-alive | bare aiohttp checks/s | `didban run` checks/s | ratio (target ≥ 0.8 off, ≥ 0.7 on) "
+          "| bare CPU ms/check | Didban CPU ms/check | CPU ratio (target ≤ 1.3) | p99 lag |")
+    print("|---|---|---|---|---|---|---|---|")
+    for mode in ("off", "on"):
+        rounds = results[mode]
+        print(f"| {mode} | {spread([r['bare_rps'] for r in rounds])} | {spread([r['rps'] for r in rounds])} "
+              f"| {spread([r['rps'] / r['bare_rps'] for r in rounds], 2)} "
+              f"| {spread([r['bare_cpu'] * 1000 for r in rounds], 3)} | {spread([r['cpu'] * 1000 for r in rounds], 3)} "
+              f"| {spread([r['cpu'] / r['bare_cpu'] for r in rounds], 2)} | {rounds[len(rounds) // 2]['lag_p99']} |")
+    scale = results["scale"]
+    print(f"\nScale: {scale['services']:,} services every 30 s on one core (config {scale['config_mib']:.1f} MiB)\n")
+    print("| start-up (target ≤ 20 s) | checks/s | p99 lag (target ≤ 1 s) | peak RSS (target ≤ 400 MiB) "
+          "| checks run | results stored | farm requests |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {scale['startup_s']:.1f} s | {scale['rate']:,.0f} | {scale['lag_p99']} | {scale['rss_mib']:.0f} MiB "
+          f"| {scale['checks']:,} | {scale['stored']:,} | {scale['farm_requests']:,} |")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
