@@ -72,8 +72,10 @@ class Running:
         command = [*pinned(1), sys.executable, "-m", "didban.cli", "run", "--config", str(config), "--db", str(db),
                    *(["--keepalive"] if keepalive else [])]
         self.began = time.monotonic()
+        # 50,000 services are 1.4 million values: above the default bound a config may hold (the README says so)
+        environment = {**os.environ, "DIDBAN_CONFIG_MAX_VALUES": "3000000"}
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        text=True)
+                                        text=True, env=environment)
         self.started_after: float | None = None
         self.log: list[str] = []
         threading.Thread(target=self._read_log, daemon=True).start()

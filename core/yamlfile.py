@@ -185,8 +185,9 @@ def read(text: str, limits: Limits) -> Document:
                         raise YamlProblem(event.start_mark.line + 1, "a second document (---): a config is one")
                 continue
             if values > max_values:
-                raise YamlProblem(line, f"more than {limits.max_values:,} values once aliases are expanded: "
-                                        "far more than a configuration of this size holds (an alias bomb?)")
+                raise YamlProblem(line, f"more than {limits.max_values:,} values once aliases are expanded "
+                                        "(DIDBAN_CONFIG_MAX_VALUES): an alias bomb, or more than a configuration "
+                                        "holds")
             # the value is complete: it goes into the open container
             if not top.is_map:
                 top.value.append(value)
