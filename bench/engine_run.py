@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,8 @@ class Running:
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         text=True, env=environment)
         self.started_after: float | None = None
-        self.log: list[str] = []
+        self.stopped_line = ""  # "engine stopped: N checks run, M results stored, …"
+        self.log: deque[str] = deque(maxlen=50)
         threading.Thread(target=self._read_log, daemon=True).start()
 
     def _read_log(self) -> None:
@@ -85,14 +87,15 @@ class Running:
         for line in self.process.stderr:
             if self.started_after is None and "engine started" in line:
                 self.started_after = time.monotonic() - self.began
-            if len(self.log) < 200:
-                self.log.append(line)
+            if "engine stopped" in line:
+                self.stopped_line = line
+            self.log.append(line)
 
     def wait_started(self, seconds: float) -> float:
         deadline = time.monotonic() + seconds
         while self.started_after is None:
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError("didban run did not start:\n" + "".join(self.log[-20:]))
+                raise RuntimeError("didban run did not start:\n" + "".join(self.log))
             time.sleep(0.05)
         return self.started_after
 
@@ -172,8 +175,7 @@ def scale_run(farm_port: int, args: argparse.Namespace, folder: Path) -> dict[st
     rss = didban.peak_rss_mib()
     stored = didban.stop()
     requests = farm_requests(farm_port) - requests0
-    final = next(line for line in didban.log if "engine stopped" in line)  # "engine stopped: N checks run, …"
-    checks_run = int(final.split("engine stopped: ", 1)[1].split(" checks run", 1)[0])
+    checks_run = int(didban.stopped_line.split("engine stopped: ", 1)[1].split(" checks run", 1)[0])
     return {"services": args.scale_services, "startup_s": startup, "lag_p99": lag_p99(lag0, lag1),
             "rate": (checks1 - checks0) / args.scale_seconds, "rss_mib": rss, "checks": checks_run,
             "stored": stored, "farm_requests": requests, "config_mib": config.stat().st_size / (1 << 20)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core.model import ProbeResult
@@ -44,10 +46,22 @@ class Metrics:
                                    "Month-to-date availability per service, as the settlement computes it "
                                    "(truncated to 2 decimals)", ["service"], registry=self.registry)
 
+        self._check_counters: dict[tuple[str, str], Any] = {}
+        self._service_gauges: dict[str, tuple[Any, Any]] = {}
+
     def observe_check(self, result: ProbeResult, lag_seconds: float | None = None) -> None:
-        self.checks.labels(result.status.value, result.error or "").inc()
+        # Once per check: the labelled children are looked up once each, not per call (labels() locks and hashes).
+        outcome = (result.status.value, result.error or "")
+        counter = self._check_counters.get(outcome)
+        if counter is None:
+            counter = self._check_counters[outcome] = self.checks.labels(*outcome)
+        counter.inc()
         self.latency.observe(result.latency_ms / 1000)
-        self.service_state.labels(result.service).set(_VERDICT[result.status.value])
-        self.service_last_check.labels(result.service).set(result.ts_ms / 1000)
+        gauges = self._service_gauges.get(result.service)
+        if gauges is None:
+            gauges = self._service_gauges[result.service] = (self.service_state.labels(result.service),
+                                                             self.service_last_check.labels(result.service))
+        gauges[0].set(_VERDICT[outcome[0]])
+        gauges[1].set(result.ts_ms / 1000)
         if lag_seconds is not None:
             self.lag.observe(lag_seconds)

@@ -9,6 +9,7 @@ everything shown is escaped by the templates.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import hmac
@@ -413,7 +414,8 @@ async def metrics(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="metrics are not enabled")
     ctx.refresh()
     ctx.metrics.outbox_depth.set(sum(v for k, v in ctx.notifier.outbox.counts().items() if k in ("pending", "sending")))
-    body = generate_latest(ctx.metrics.registry)
+    # Off the loop that measures: with 50,000 services /metrics is 150,000 series, a second of rendering.
+    body = await asyncio.to_thread(generate_latest, ctx.metrics.registry)
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
