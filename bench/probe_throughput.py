@@ -8,8 +8,9 @@ Runs, against one local target farm (``../shared/bench/targetfarm.py``):
    + outage derivation), with keep-alive off and on, measured the same way:
    C concurrent workers cycling over N endpoints for D seconds;
 2. the scale scenario: 10,000 services at a 30 s interval on the real
-   APScheduler engine: schedule lag percentiles, RSS, and a count proving no
-   result was lost (checks run = results stored = requests the farm saw).
+   engine (its dispatcher), in process: schedule lag percentiles, RSS, and a
+   count proving no result was lost (checks run = results stored = requests
+   the farm saw). ``bench/engine_run.py`` measures ``didban run`` itself.
 
 The farm is pinned to core 0 and everything measured to core 1 (taskset), as
 ``../shared/bench/README.md`` recommends; results are reported as ratios.
@@ -157,7 +158,7 @@ async def didban_throughput(port: int, endpoints: int, concurrency: int, duratio
 
 
 async def didban_scale(port: int, services: int, interval: float, seconds: float, db: str) -> dict[str, Any]:
-    """The real engine (APScheduler) with ``services`` jobs at ``interval`` for ``seconds``."""
+    """The real engine with ``services`` checks at ``interval`` for ``seconds``."""
     from didban.engine import Engine
     from store.sql_store import SqliteStore
 
@@ -280,7 +281,7 @@ def main() -> int:
               f"| {baseline['cpu_s_per_1000']} | {didban['cpu_s_per_1000']} | {didban['p99_ms']} "
               f"| {didban['stored']} / {didban['checks']} |")
     print(f"\nScale: {scale['services']} services every {scale['interval_s']:g} s on one core, "
-          f"real APScheduler engine, {scale['seconds']:g} s\n")
+          f"real engine, {scale['seconds']:g} s\n")
     print("| schedule lag p50 | p99 (target ≤ 1 s) | max | RSS (target ≤ 300 MiB) | peak RSS "
           "| checks run | results stored | farm requests | dropped | CPU-s/1000 |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -1,10 +1,11 @@
 """The engine: probes scheduled 24/7 into the collector.
 
-APScheduler 3's ``AsyncIOScheduler`` runs one job per service with
-``max_instances=1`` and ``coalesce=True``; each job gets a fixed random phase
-within its interval so 10,000 checks never fire in the same millisecond, and a
-global semaphore bounds how many checks run at once.  Schedule lag (due →
-started, after the semaphore) is measured for every check.
+The checks are dispatched from a heap of due times by ``max_concurrency``
+workers (``didban.dispatch``); each service gets a fixed random phase within
+its interval so 10,000 checks never fire in the same millisecond. APScheduler
+3's ``AsyncIOScheduler`` runs the calendar jobs (month close, notices,
+materializer, retention, canaries, heartbeat watches). Schedule lag (due →
+started) is measured for every check.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ class Engine:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         await self.collector.stop()
-        log.info("engine stopped: %d checks run, %d results stored, %d waiting in the journal", self.checks_run,
+        log.info("engine stopped: %d checks run, %d results stored, %d not stored yet (journaled)", self.checks_run,
                  self.collector.stats.written, self.collector.pending)
         await self.loop_watch.stop()
         if self.alerts is not None:
@@ -247,10 +248,10 @@ class Engine:
     def problems(self) -> list[str]:
         """What makes the service not ready: for /readyz, which names each."""
         found = [] if self.running else ["scheduler not running"]
-        late = self._dispatcher.oldest_wait() if self._dispatcher is not None else 0.0
-        if late > self.config.scheduler.lag_bound_seconds:  # more due than this core can start on time
-            found.append(f"overloaded: {self._dispatcher.waiting} checks due and not started, "  # type: ignore[union-attr]
-                         f"the oldest {late:.1f} s late")
+        dispatcher = self._dispatcher
+        if dispatcher is not None and dispatcher.oldest_wait() > self.config.scheduler.lag_bound_seconds:
+            found.append(f"overloaded: {dispatcher.waiting} checks due and not started, "  # more than the core runs
+                         f"the oldest {dispatcher.oldest_wait():.1f} s late")
         since = self.collector.unavailable_since
         if since is not None and time.monotonic() - since > self.config.store.unavailable_grace_seconds:
             found.append(f"store unavailable for {time.monotonic() - since:.0f} s; "
