@@ -25,7 +25,7 @@ from store.contract import StoreUnavailable
 from tests.conftest import free_port
 from tests.postgres import Cluster
 from tests.test_engine import Target, wait_for
-from tests.test_store_migrate import ROOT, run_config
+from tests.test_store_migrate import run_config
 
 
 def stored(backend: Backend) -> int:
@@ -51,7 +51,7 @@ async def test_a_database_restart_delays_results_and_loses_none(aiohttp_server: 
         backend = Backend(conninfo=url, password=cluster.password)
         env = {**os.environ, "DIDBAN_STORE_URL": url, "DIDBAN_STORE_PASSWORD": cluster.password}
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "didban.cli", "run", "--config", str(run_file), cwd=ROOT, env=env,
+            sys.executable, "-m", "didban.cli", "run", "--config", str(run_file), cwd=tmp_path, env=env,  # its journal
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             await wait_for(lambda: stored(backend) >= 4, timeout=30)

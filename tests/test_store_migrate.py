@@ -132,7 +132,7 @@ async def test_a_migrated_store_gives_the_same_figures_and_packs_and_goes_on(
     target.healthy["portal"] = True
     env = {**os.environ, **secret, "DIDBAN_STORE_URL": url}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "didban.cli", "run", "--config",
-                                                   str(run_file), cwd=ROOT, env=env,
+                                                   str(run_file), cwd=tmp_path, env=env,  # where its journal goes
                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     pg = Backend(conninfo=url, password=postgres_cluster.password)
 
