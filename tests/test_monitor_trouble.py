@@ -51,6 +51,17 @@ def live_services(count: int, base: str, extra: str = "") -> str:
 {extra}""" for i in range(count))
 
 
+def write_live_config(config: Path, web_port: int, scheduler: str, services: str) -> None:
+    config.write_text(f"""{AGREEMENT}
+scheduler: {scheduler}
+web: {{port: {web_port}}}
+agencies:
+  - id: agency
+    name: {{fa: "اداره", en: "Agency"}}
+    services:
+{services}""", encoding="utf-8")
+
+
 @pytest.fixture
 def target() -> Iterator[int]:
     yield from _target()
@@ -162,14 +173,7 @@ agencies:
 @pytest.mark.slow
 def test_a_frozen_monitor_records_unknown_not_down(slow_target: int, tmp_path: Path) -> None:
     db, config, port = tmp_path / "didban.sqlite", tmp_path / "config.yaml", free_port()
-    config.write_text(f"""{AGREEMENT}
-scheduler: {{jitter_seconds: 1}}
-web: {{port: {port}}}
-agencies:
-  - id: agency
-    name: {{fa: "اداره", en: "Agency"}}
-    services:
-{live_services(10, f"http://127.0.0.1:{slow_target}")}""", encoding="utf-8")
+    write_live_config(config, port, "{jitter_seconds: 1}", live_services(10, f"http://127.0.0.1:{slow_target}"))
     process = run(config, db)
     wait_http(f"http://127.0.0.1:{port}/healthz", 20)
     time.sleep(3)
@@ -232,14 +236,8 @@ def test_an_overloaded_monitor_starts_checks_late_says_so_and_charges_nothing(sl
     when it was due, and a failure seen that late would be unknown (probe_overload).
     """
     db, config, port = tmp_path / "didban.sqlite", tmp_path / "config.yaml", free_port()
-    config.write_text(f"""{AGREEMENT}
-scheduler: {{jitter_seconds: 0, max_concurrency: 2}}
-web: {{port: {port}}}
-agencies:
-  - id: agency
-    name: {{fa: "اداره", en: "Agency"}}
-    services:
-{live_services(40, f"http://127.0.0.1:{slow_target}")}""", encoding="utf-8")
+    write_live_config(config, port, "{jitter_seconds: 0, max_concurrency: 2}",
+                      live_services(40, f"http://127.0.0.1:{slow_target}"))
     process = run(config, db)
     wait_http(f"http://127.0.0.1:{port}/healthz", 20)
     said, waiting = "", 0.0
