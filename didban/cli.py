@@ -655,17 +655,14 @@ def cmd_token(args: argparse.Namespace) -> int:
     now = _now_ms()
     try:
         if args.action == "create":
-            if args.role == "heartbeat" and not any(s.id == args.name and s.heartbeat is not None
-                                                    for _, s in config.services()):
-                print(f"didban token create: --name must be a heartbeat service of {args.config}, got {args.name!r}",
-                      file=sys.stderr)
-                return EXIT_USAGE
-            expires = now + int(args.expires_days * 86_400_000) if args.expires_days else None
+            from didban.tokens import BadToken, issue_token
+
             try:
-                token = records.create_token(args.name, args.role, now, expires)
-            except ValueError as exc:
+                issued = issue_token(config, records, args.name, args.role, now, args.expires_days)
+            except BadToken as exc:
                 print(f"didban token create: {exc}", file=sys.stderr)
                 return EXIT_USAGE
+            token, expires = issued.token, issued.expires_ms
             print(token)
             until = f", valid until {jalali(expires)} Tehran time" if expires else ""
             print(f"(token {args.name!r} with the {args.role} role{until}; it is shown only now and stored hashed)",

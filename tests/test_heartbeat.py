@@ -76,6 +76,8 @@ async def test_silence_opens_an_outage_and_a_heartbeat_closes_it(tmp_path: Path)
     refused = didban("token", "create", "--role", "heartbeat", "--name", "portal", "--config", str(config),
                      "--db", str(db))
     assert refused.returncode == 2 and "heartbeat service" in refused.stderr
+    admin_token = didban("token", "create", "--role", "admin", "--name", "ops", "--config", str(config),
+                         "--db", str(db)).stdout.strip()
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "didban.cli", "run", "--config",
                                                    str(config), "--db", str(db), cwd=ROOT,
                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -101,6 +103,17 @@ async def test_silence_opens_an_outage_and_a_heartbeat_closes_it(tmp_path: Path)
             assert outages(db) == []  # reporting in: up
             async with session.post(f"{base}/api/heartbeat/dbn_not-a-token") as wrong:
                 assert wrong.status == 401
+            # The admin API issues heartbeat tokens by the same rule as the CLI.
+            admin = {"Authorization": f"Bearer {admin_token}"}
+            async with session.post(f"{base}/api/tokens", headers=admin,
+                                    json={"name": "nightly-batch", "role": "heartbeat"}) as issued:
+                assert issued.status == 201, await issued.text()
+                second = (await issued.json())["token"]
+            async with session.post(f"{base}/api/heartbeat/{second}") as answer:
+                assert answer.status == 200 and (await answer.json())["service"] == "nightly-batch"
+            async with session.post(f"{base}/api/tokens", headers=admin,
+                                    json={"name": "portal", "role": "heartbeat"}) as not_heartbeat:
+                assert not_heartbeat.status == 422 and "heartbeat service" in await not_heartbeat.text()
             async with session.get(f"{base}/api/status", headers={"Authorization": f"Bearer {token}"}) as api:
                 assert api.status == 403  # a heartbeat token reads nothing
             # Silence: past interval + grace, each interval is a failed check; two make an outage.
@@ -122,3 +135,14 @@ async def test_silence_opens_an_outage_and_a_heartbeat_closes_it(tmp_path: Path)
                    "--config", str(config), "--db", str(db))
     [service] = json.loads(month.stdout)["agencies"][0]["services"]
     assert service["downtime_minutes"] > 0 and len(service["outages"]) == 1
+
+
+def test_the_openapi_document_says_which_names_a_heartbeat_token_may_have(tmp_path: Path) -> None:
+    from didban.web.api import document_for
+
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(port=1), encoding="utf-8")
+    token = document_for(load_config(path))["components"]["schemas"]["TokenIn"]
+    assert "heartbeat" in token["properties"]["role"]["enum"]
+    assert token["if"] == {"properties": {"role": {"const": "heartbeat"}}, "required": ["role"]}
+    assert token["then"] == {"properties": {"name": {"enum": ["nightly-batch"]}}}

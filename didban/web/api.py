@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from core.model import Exclusion, MaintenanceWindow, iso_utc
 from core.timefmt import jalali
 from core.tracking import new_code
+from didban.tokens import BadToken, issue_token
 from store.backend import Backend
 from store.contract import Store
 
@@ -78,7 +79,7 @@ class NoteIn(Body):
 
 class TokenIn(Body):
     name: str = Field(min_length=1, max_length=100)
-    role: Literal["viewer", "operator", "admin"]
+    role: Literal["viewer", "operator", "admin", "heartbeat"]  # heartbeat: name is the heartbeat service
     expires_days: float | None = Field(default=None, ge=0.001, le=3650)  # at least about a minute and a half
 
 
@@ -440,12 +441,12 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def create_token(request: web.Request) -> web.Response:
     who = _who(request, "admin")
     body = await _body(request, TokenIn)
-    now = int(time.time() * 1000)
-    expires = now + int(body.expires_days * 86_400_000) if body.expires_days else None
     try:
-        token = _ctx(request).records.create_token(body.name, body.role, now, expires)
-    except ValueError as exc:  # an expiry that rounds to now
+        issued = issue_token(_ctx(request).config, _ctx(request).records, body.name, body.role,
+                             int(time.time() * 1000), body.expires_days)
+    except BadToken as exc:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+    token, expires = issued.token, issued.expires_ms
     _audited(request, who, 201, {"name": body.name, "role": body.role, "expires_days": body.expires_days})
     return web.json_response({"token": token, "name": body.name, "role": body.role,
                               "expires": iso_utc(expires) if expires else None}, status=201)
@@ -490,9 +491,17 @@ def document_for(config: Any) -> dict[str, Any]:
     """The OpenAPI document of this deployment: the service ids it knows are part of the schema."""
     document: dict[str, Any] = json.loads(json.dumps(OPENAPI))
     known = [*sorted(s.id for _, s in config.services()), "*"]
+    schemas = document["components"]["schemas"]
     for name in ("WindowIn", "ExclusionIn"):
-        document["components"]["schemas"][name]["properties"]["services"]["items"] = {"type": "string",
-                                                                                      "enum": known}
+        schemas[name]["properties"]["services"]["items"] = {"type": "string", "enum": known}
+    # A heartbeat token is named after a heartbeat service of this deployment (didban.tokens says so too).
+    heartbeats = sorted(s.id for _, s in config.services() if s.heartbeat is not None)
+    token = schemas["TokenIn"]
+    if heartbeats:
+        token["if"] = {"properties": {"role": {"const": "heartbeat"}}, "required": ["role"]}
+        token["then"] = {"properties": {"name": {"enum": heartbeats}}}
+    else:
+        token["properties"]["role"]["enum"] = [r for r in token["properties"]["role"]["enum"] if r != "heartbeat"]
     return document
 
 
