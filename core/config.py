@@ -650,29 +650,26 @@ def _validated(path: Path, document: yamlfile.Document) -> DidbanConfig:
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         references = reference_problems(plain)  # reported now too, not after the rest is fixed
-        found: list[tuple[int, str]] = []
-        for error in errors[:MAX_REPORTED]:
-            line, shown = _line_of(tree, error["loc"])
-            message, extra = _describe(error)
-            dotted = ".".join(str(p) for p in [*shown, *([extra] if extra else [])]) or "(top)"
-            found.append((line, f"{path}:{line}: {dotted}: {message}"))
-        for loc, message in references[:MAX_REPORTED]:
-            line, shown = _line_of(tree, loc)
-            found.append((line, f"{path}:{line}: {'.'.join(str(p) for p in shown)}: {message}"))
-        raise _reported(path, found, len(errors) + len(references)) from None
+        found = [(error["loc"], *_describe(error)) for error in errors[:MAX_REPORTED]]
+        found += [(loc, message, None) for loc, message in references[:MAX_REPORTED]]
+        raise _reported(path, tree, found, len(errors) + len(references)) from None
     problems = config.reference_errors()
     if problems:
-        found = []
-        for loc, message in problems[:MAX_REPORTED]:
-            line, shown = _line_of(tree, loc)
-            found.append((line, f"{path}:{line}: {'.'.join(str(p) for p in shown)}: {message}"))
-        raise _reported(path, found, len(problems))
+        raise _reported(path, tree, [(loc, message, None) for loc, message in problems[:MAX_REPORTED]],
+                        len(problems))
     return config
 
 
-def _reported(path: Path, found: list[tuple[int, str]], count: int) -> ConfigError:
-    """The first ``MAX_REPORTED`` problems in file order; a file of a million mistakes is not a million lines."""
-    messages = [message for _, message in sorted(found, key=lambda item: item[0])][:MAX_REPORTED]
+def _reported(path: Path, tree: yamlfile.Marks | None,
+              found: Sequence[tuple[Sequence[str | int], str, str | None]], count: int) -> ConfigError:
+    """``FILE:LINE: key.path: message`` for the first ``MAX_REPORTED`` problems in file order, then how many
+    more: a file of a million mistakes is not a million lines. ``found`` is (where, message, extra key)."""
+    placed = []
+    for loc, message, extra in found:
+        line, shown = _line_of(tree, loc)
+        dotted = ".".join(str(p) for p in [*shown, *([extra] if extra else [])]) or "(top)"
+        placed.append((line, f"{path}:{line}: {dotted}: {message}"))
+    messages = [message for _, message in sorted(placed, key=lambda item: item[0])][:MAX_REPORTED]
     if count > len(messages):
         messages.append(f"{path}: … and {count - len(messages):,} more problems (the first {MAX_REPORTED} shown)")
     return ConfigError(messages, count)
