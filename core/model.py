@@ -127,6 +127,7 @@ class Exclusion:
     end_ms: int
     reason: str
     evidence: str = ""
+    approved_by: str = ""  # who at the agency approved it (the telecom letter's signatory, say)
 
 
 @dataclass(frozen=True, slots=True)

@@ -502,12 +502,12 @@ def _instant(text: str) -> int:
 
 
 def _services(config: DidbanConfig, text: str) -> tuple[str, ...]:
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    known = {service.id for _, service in config.services()}
-    unknown = [n for n in names if n != "*" and n not in known]
-    if not names or unknown:
-        raise SystemExit(f"didban: unknown services {unknown or [text]}; expected ids from the config or *")
-    return names
+    from didban.operations import UnknownServices, known_services
+
+    try:
+        return known_services(config, tuple(s.strip() for s in text.split(",") if s.strip()))
+    except UnknownServices as exc:
+        raise SystemExit(f"didban: {exc}; expected ids from the config or *") from None
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
@@ -532,7 +532,11 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
             print(f"{window.id} announced: {jalali(window.start_ms)} → {jalali(window.end_ms)} Tehran "
                   f"({describe_notice(announced.notice)})")
         elif args.action == "cancel":
-            if not store.cancel_maintenance(args.id):
+            from didban.operations import NotFound, cancel_maintenance
+
+            try:
+                cancel_maintenance(store, args.id)
+            except NotFound:
                 print(f"didban maintenance cancel: no window {args.id}", file=sys.stderr)
                 return EXIT_USAGE
             print(f"{args.id} cancelled: it excludes nothing")
@@ -547,16 +551,19 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 
 def cmd_exclusion(args: argparse.Namespace) -> int:
-    from core.model import Exclusion
     from core.timefmt import jalali
-    from core.tracking import new_code
+    from didban.operations import Conflict, record_exclusion
 
     config = _load(args.config)
     with _store(args, config) as store:
         if args.action == "add":
-            exclusion = Exclusion(new_code("EX"), _services(config, args.services), _instant(args.start),
-                                  _instant(args.end), args.reason, args.evidence)
-            store.add_exclusion(exclusion, _now_ms())
+            try:
+                exclusion = record_exclusion(config, store, _services(config, args.services), _instant(args.start),
+                                             _instant(args.end), args.reason, args.evidence, args.approved_by,
+                                             _now_ms())
+            except Conflict as exc:
+                print(f"didban exclusion add: {exc}", file=sys.stderr)
+                return EXIT_USAGE
             print(f"{exclusion.id} recorded: {jalali(exclusion.start_ms)} → {jalali(exclusion.end_ms)}")
         else:
             for e in store.exclusions():
@@ -634,16 +641,20 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
+    from contextlib import closing
+
+    from didban.operations import NotFound, acknowledge_outage
+
     config = _load(args.config)
-    with _store(args, config) as store:
-        outage = next((o for o in store.outages() if args.outage in (str(o.id), o.tracking_code)), None)
-    if outage is None:
-        print(f"didban ack: no outage {args.outage!r} (give its number or tracking code)", file=sys.stderr)
-        return EXIT_USAGE
-    subscribers = _backend(args, config).subscribers()
-    new = subscribers.acknowledge(outage.id, args.by, _now_ms())
-    print(f"outage {outage.tracking_code} ({outage.service}) {'acknowledged' if new else 'was already acknowledged'}:"
-          " no further escalation")
+    with _store(args, config) as store, closing(_backend(args, config).subscribers()) as subscribers:
+        try:
+            done = acknowledge_outage(store, subscribers, args.outage, args.by, _now_ms())
+        except NotFound:
+            print(f"didban ack: no outage {args.outage!r} (give its number or tracking code)", file=sys.stderr)
+            return EXIT_USAGE
+    outage = done.outage
+    print(f"outage {outage.tracking_code} ({outage.service}) "
+          f"{'acknowledged' if done.new else 'was already acknowledged'}: no further escalation")
     return EXIT_OK
 
 
@@ -907,6 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ex.add_argument("--end", required=True, help=when)
     add_ex.add_argument("--reason", required=True)
     add_ex.add_argument("--evidence", default="")
+    add_ex.add_argument("--approved-by", default="", help="who at the agency approved it")
     with_store(exclusion_actions.add_parser("list"))
     exclusion.set_defaults(handler=cmd_exclusion)
 

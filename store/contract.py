@@ -230,6 +230,10 @@ class SubscriberStore(Protocol):
 
     def acknowledged(self, outage_id: int) -> bool: ...
 
+    def acknowledgement(self, outage_id: int) -> tuple[str, int] | None:
+        """(who, when) the outage was acknowledged, or None."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -453,19 +453,19 @@ class SqlStore:
 
     def add_exclusion(self, exclusion: Exclusion, recorded_ms: int) -> None:
         self._db.execute(
-            "INSERT INTO exclusions (id, services, start_ms, end_ms, reason, evidence, recorded_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO exclusions (id, services, start_ms, end_ms, reason, evidence, approved_by, recorded_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (exclusion.id, json.dumps(list(exclusion.services)), exclusion.start_ms, exclusion.end_ms,
-             exclusion.reason, exclusion.evidence, recorded_ms),
+             exclusion.reason, exclusion.evidence, exclusion.approved_by, recorded_ms),
         )
 
     def exclusions(self, start_ms: int | None = None, end_ms: int | None = None) -> list[Exclusion]:
         rows = self._db.execute(
-            "SELECT id, services, start_ms, end_ms, reason, evidence FROM exclusions "
+            "SELECT id, services, start_ms, end_ms, reason, evidence, approved_by FROM exclusions "
             "WHERE start_ms < ? AND end_ms > ? ORDER BY start_ms",
             (end_ms if end_ms is not None else 2**62, start_ms if start_ms is not None else -(2**62)),
         )
-        return [Exclusion(i, tuple(json.loads(s)), a, b, r, e) for i, s, a, b, r, e in rows]
+        return [Exclusion(i, tuple(json.loads(s)), a, b, r, e, by) for i, s, a, b, r, e, by in rows]
 
     # -- month closes and the credits ledger ------------------------------------------------------
 

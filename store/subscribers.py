@@ -107,6 +107,10 @@ class Subscribers:
     def acknowledged(self, outage_id: int) -> bool:
         return self._db.execute("SELECT 1 FROM acks WHERE outage_id = ?", (outage_id,)).fetchone() is not None
 
+    def acknowledgement(self, outage_id: int) -> tuple[str, int] | None:
+        row = self._db.execute("SELECT acked_by, acked_ms FROM acks WHERE outage_id = ?", (outage_id,)).fetchone()
+        return (str(row[0]), int(row[1])) if row else None
+
     @staticmethod
     def _row(row: tuple[object, ...]) -> Subscriber:
         ident, service, kind, address, lang, confirmed, code, token = row[:8]

@@ -324,6 +324,7 @@ def test_subscribers_confirm_limit_codes_and_unsubscribe(backend: Backend) -> No
         subscribers.subscribe("dispatch", "email", "citizen@mail.ir", "fa", 5)
     assert subscribers.acknowledge(7, "ops", 10) and not subscribers.acknowledge(7, "ops", 11)
     assert subscribers.acknowledged(7) and not subscribers.acknowledged(8)
+    assert subscribers.acknowledgement(7) == ("ops", 10) and subscribers.acknowledgement(8) is None
     assert subscribers.reply("email", "citizen@mail.ir", "STOP") == 2
     assert subscribers.of_service("portal") == []
     subscribers.close()
@@ -386,6 +387,7 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(backend: Backend) ->
 def test_a_store_at_an_older_revision_is_upgraded_forward(backend: Backend) -> None:
     db = backend.database()
     db.execute("DROP INDEX segments_by_end")
+    db.execute("ALTER TABLE exclusions DROP COLUMN approved_by")
     db.execute("UPDATE alembic_version SET version_num = '0001'")
     db.close()
     store = backend.store()  # opening it applies what came after 0001
@@ -393,6 +395,8 @@ def test_a_store_at_an_older_revision_is_upgraded_forward(backend: Backend) -> N
     exists = ("SELECT count(*) FROM sqlite_master WHERE name = 'segments_by_end'" if backend.path is not None
               else "SELECT count(*) FROM pg_indexes WHERE indexname = 'segments_by_end'")
     assert store.db.execute(exists).fetchone()[0] == 1
+    store.add_exclusion(Exclusion("EX-2", ("*",), 1_000, 2_000, "telecom", "letter 12", "مدیر فناوری"), 3_000)
+    assert store.exclusions()[0].approved_by == "مدیر فناوری"
     store.close()
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import closing
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from aiohttp import web
@@ -22,9 +22,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from core.model import Exclusion, MaintenanceWindow, iso_utc
 from core.timefmt import jalali
-from core.tracking import new_code
+from didban import operations as ops
 from didban.tokens import BadToken, issue_token
-from store.backend import Backend
 from store.contract import Store
 
 log = logging.getLogger("didban.web")
@@ -65,8 +64,9 @@ class WindowUpdate(Body):
 
 
 class ExclusionIn(WindowIn):
-    reason: str = Field(min_length=3, max_length=500)
+    reason: str = Field(min_length=3, max_length=500, pattern=r"\S.*\S.*\S")  # three characters that are not blank
     evidence: str = Field(default="", max_length=2000)
+    approved_by: str = Field(default="", max_length=200)  # default: the token's name
 
 
 class AckIn(Body):
@@ -164,11 +164,21 @@ def _store(request: web.Request) -> Store:
 
 
 def _services(request: web.Request, names: list[str]) -> tuple[str, ...]:
-    known = {s.id for _, s in _ctx(request).config.services()}
-    unknown = [n for n in names if n != "*" and n not in known]
-    if unknown:
-        raise web.HTTPBadRequest(text=f"unknown services: {', '.join(unknown[:10])}")
-    return tuple(names)
+    try:
+        return ops.known_services(_ctx(request).config, names)
+    except ops.UnknownServices as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    """The use cases' refusals as HTTP answers."""
+    try:
+        yield
+    except ops.NotFound as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    except ops.Conflict as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
 
 
 def _ms(moment: Any) -> int:
@@ -188,7 +198,8 @@ def _window_json(window: MaintenanceWindow, notice_hours: float) -> dict[str, An
 
 def _exclusion_json(exclusion: Exclusion) -> dict[str, Any]:
     return {"id": exclusion.id, "services": list(exclusion.services), "start": iso_utc(exclusion.start_ms),
-            "end": iso_utc(exclusion.end_ms), "reason": exclusion.reason, "evidence": exclusion.evidence}
+            "end": iso_utc(exclusion.end_ms), "reason": exclusion.reason, "evidence": exclusion.evidence,
+            "approved_by": exclusion.approved_by}
 
 
 def _notice_hours(request: web.Request, services: tuple[str, ...]) -> float:
@@ -245,22 +256,9 @@ async def create_maintenance(request: web.Request) -> web.Response:
 async def update_maintenance(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, WindowUpdate)
-    with _store(request) as store:
-        window = next((w for w in store.maintenance() if w.id == request.match_info["id"]), None)
-        if window is None:
-            raise web.HTTPNotFound(text="no such maintenance window")
-        if window.cancelled:
-            raise web.HTTPConflict(text="a cancelled window cannot be changed")
-        start = _ms(body.start) if body.start else window.start_ms
-        end = _ms(body.end) if body.end else window.end_ms
-        if end <= start:  # the body alone is fine; with the window as it stands, it is not
-            raise web.HTTPConflict(text=f"the window would end before it starts: it runs {jalali(window.start_ms)}"
-                                        f" to {jalali(window.end_ms)} Tehran time; move start and end together")
-        # Moving a window is announcing it again: the notice runs from now.
-        moved = (start, end) != (window.start_ms, window.end_ms)
-        announced = int(time.time() * 1000) if moved else window.announced_at_ms
-        store.update_maintenance(window.id, start, end, announced, body.title)
-        updated = MaintenanceWindow(window.id, window.services, start, end, announced)
+    with _store(request) as store, _answering():
+        updated = ops.move_maintenance(store, request.match_info["id"], _ms(body.start) if body.start else None,
+                                       _ms(body.end) if body.end else None, body.title, int(time.time() * 1000))
     _ctx(request).board.invalidate()
     answer = _window_json(updated, _notice_hours(request, updated.services))
     _audited(request, who, 200, answer)
@@ -269,9 +267,8 @@ async def update_maintenance(request: web.Request) -> web.Response:
 
 async def cancel_maintenance(request: web.Request) -> web.Response:
     who = _who(request, "operator")
-    with _store(request) as store:
-        if not store.cancel_maintenance(request.match_info["id"]):
-            raise web.HTTPNotFound(text="no such maintenance window")
+    with _store(request) as store, _answering():
+        ops.cancel_maintenance(store, request.match_info["id"])
     _ctx(request).board.invalidate()
     answer = {"id": request.match_info["id"], "cancelled": True}
     _audited(request, who, 200, answer)
@@ -288,10 +285,10 @@ async def list_exclusions(request: web.Request) -> web.Response:
 async def create_exclusion(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, ExclusionIn)
-    exclusion = Exclusion(new_code("EX"), _services(request, body.services), _ms(body.start), _ms(body.end),
-                          body.reason, body.evidence)
-    with _store(request) as store:
-        store.add_exclusion(exclusion, int(time.time() * 1000))
+    services = _services(request, body.services)
+    with _store(request) as store, _answering():
+        exclusion = ops.record_exclusion(_ctx(request).config, store, services, _ms(body.start), _ms(body.end),
+                                         body.reason, body.evidence, body.approved_by or who, int(time.time() * 1000))
     answer = _exclusion_json(exclusion)
     _audited(request, who, 201, answer)
     return web.json_response(answer, status=201)
@@ -300,13 +297,10 @@ async def create_exclusion(request: web.Request) -> web.Response:
 async def ack_outage(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, AckIn) if request.can_read_body else AckIn()
-    key = request.match_info["id"]
-    with _store(request) as store:
-        outage = next((o for o in store.outages() if key in (str(o.id), o.tracking_code)), None)
-    if outage is None:
-        raise web.HTTPNotFound(text="no such outage")
-    new = _ctx(request).subscribers.acknowledge(outage.id, body.by or who, int(time.time() * 1000))
-    answer = {"outage": outage.tracking_code, "acknowledged": True, "already": not new}
+    with _store(request) as store, _answering():
+        done = ops.acknowledge_outage(store, _ctx(request).subscribers, request.match_info["id"], body.by or who,
+                                      int(time.time() * 1000))
+    answer = {"outage": done.outage.tracking_code, "acknowledged": True, "already": not done.new}
     _audited(request, who, 200, answer)
     return web.json_response(answer)
 
@@ -320,12 +314,10 @@ async def list_receipts(request: web.Request) -> web.Response:
 async def receipt_state(request: web.Request) -> web.Response:
     who = _who(request, "operator")
     body = await _body(request, NoteIn) if request.can_read_body else NoteIn()
-    state = {"ack": "acknowledged", "resolve": "resolved"}.get(request.match_info["action"])
-    if state is None:
-        raise web.HTTPNotFound(text="the action is ack or resolve")
     code = request.match_info["code"]
-    if not _ctx(request).records.set_receipt_state(code, state, body.note, int(time.time() * 1000)):
-        raise web.HTTPNotFound(text="no such receipt")
+    with _answering():
+        state = ops.handle_receipt(_ctx(request).records, code, request.match_info["action"], body.note,
+                                   int(time.time() * 1000))
     answer = {"code": code.upper(), "state": state}
     _audited(request, who, 200, answer)
     return web.json_response(answer)
@@ -351,13 +343,6 @@ def _month(request: web.Request) -> Any:
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
-def _close_job(config: Any, backend: Backend, month: Any, now_ms: int, accept: bool) -> Any:
-    from didban.settlement import close_month as close
-
-    with backend.store() as store:
-        return close(config, store, month, now_ms, accept_insufficient_evidence=accept)
-
-
 async def close_month(request: web.Request) -> web.Response:
     from didban.settlement import InsufficientEvidence, NotYetEnded
 
@@ -369,7 +354,7 @@ async def close_month(request: web.Request) -> web.Response:
     accept = flag == "true"
     context = _ctx(request)
     try:
-        outcome = await context.workshop.run(_close_job, context.config, context.backend, month,
+        outcome = await context.workshop.run(ops.close_month, context.config, context.backend, month,
                                              int(time.time() * 1000), accept)
     except (NotYetEnded, InsufficientEvidence) as exc:
         raise web.HTTPConflict(text=str(exc)) from None
@@ -382,30 +367,12 @@ async def close_month(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-def _month_job(config: Any, backend: Backend, month: Any, now_ms: int) -> dict[str, Any]:
-    from didban.exports import build_model
-    from didban.settlement import settle
-
-    with backend.store() as store, closing(backend.web_records()) as records:
-        model = build_model(config, store, records, settle(config, store, month, now_ms=now_ms), digest="")
-    model.pop("evidence_pack_sha256")
-    return model
-
-
 async def month_figures(request: web.Request) -> web.Response:
     _who(request, "viewer")
     context = _ctx(request)
-    model = await context.workshop.run(_month_job, context.config, context.backend, _month(request),
+    model = await context.workshop.run(ops.month_figures, context.config, context.backend, _month(request),
                                        int(time.time() * 1000))
     return web.json_response(model)
-
-
-def _export_job(context: Any, month: Any, fmt: str, now_ms: int) -> tuple[str, bytes, str]:
-    from didban.exports import export_one
-
-    with context.backend.store() as store, closing(context.backend.web_records()) as records:
-        return export_one(context.config, store, records, month, fmt, now_ms,
-                          renderer=context.workshop.render_blocking)
 
 
 async def export_month(request: web.Request) -> web.Response:
@@ -418,10 +385,18 @@ async def export_month(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"format must be one of {', '.join(FORMATS)}")
     context = _ctx(request)
     # The workshop serialises exports and renders in another process: the probing loop never waits on them.
-    name, data, digest = await context.workshop.run(_export_job, context, month, fmt, int(time.time() * 1000))
-    types = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf", "pack": "application/gzip",
-             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-    return web.Response(body=data, content_type=types[fmt],
+    return await export_response(context, month, fmt)
+
+
+EXPORT_TYPES = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf", "pack": "application/gzip",
+                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+async def export_response(context: Any, month: Any, fmt: str) -> web.Response:
+    """A month's export as a download (the API's and the console's)."""
+    name, data, digest = await context.workshop.run(ops.month_export, context.config, context.backend, month, fmt,
+                                                    int(time.time() * 1000), context.workshop.render_blocking)
+    return web.Response(body=data, content_type=EXPORT_TYPES[fmt],
                         headers={"Content-Disposition": f'attachment; filename="{name}"',
                                  "X-Didban-Pack-Sha256": digest})
 
