@@ -1,5 +1,6 @@
 """The web face of Didban, in the same process: status pages, fault receipts,
-subscriptions, the admin API, ``/metrics``, ``/healthz`` and ``/readyz``.
+subscriptions, the admin API, the operator console (``/admin``), ``/metrics``,
+``/healthz`` and ``/readyz``.
 
 Public pages are server-rendered HTML (Persian by default, ``?lang=en``), work
 without JavaScript and load nothing from outside.  Writes from the public are
@@ -434,7 +435,7 @@ async def static(request: web.Request) -> web.FileResponse:
 
 def build_app(context: WebContext) -> web.Application:
     from didban import redact
-    from didban.web import api
+    from didban.web import api, console
 
     redact.install()  # a malformed Authorization header never reaches a log
     app = web.Application(client_max_size=MAX_API_BODY,
@@ -455,6 +456,7 @@ def build_app(context: WebContext) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/static/{name}", static)
     api.register(app)
+    console.register(app)
     app.on_cleanup.append(lambda app: _close(app))
     return app
 
