@@ -189,3 +189,16 @@ async def test_an_operator_cannot_manage_tokens_and_an_admin_can_revoke_from_the
     assert (await client.post(f"/admin/tokens/{token_id}/revoke?lang=en", data={"csrf": csrf})).status == 200
     assert records.check_token(new_token.group(1), int(time.time() * 1000)).state == "revoked"
     records.close()
+
+
+async def test_the_cookie_is_secure_when_the_console_is_served_over_tls(aiohttp_client: Any, db_path: Path) -> None:
+    config = web_config()  # behind a TLS-terminating proxy: the public address is https
+    config = config.model_copy(update={"alerting": config.alerting.model_copy(
+        update={"status_page_url": "https://status.agency.ir"})})
+    backend = Backend(path=db_path)
+    records = backend.web_records()
+    token = records.create_token("ops", "viewer", int(time.time() * 1000))
+    records.close()
+    client = await aiohttp_client(build_app(WebContext(config, backend)))
+    answer = await sign_in(client, token)
+    assert answer.status == 303 and "Secure" in answer.headers["Set-Cookie"]

@@ -39,7 +39,7 @@ from didban.settlement import (
 from didban.tokens import BadToken, issue_token
 from didban.web.api import ROLE_RANK, export_response
 from didban.web.app import CONTEXT, RateLimit, WebContext, render_html, same_origin
-from didban.web.i18n import label
+from didban.web.i18n import label, numbers
 from didban.web.sessions import COOKIE, Session, Sessions
 from sla_calc.month import NoticeVerdict, truncate_percent
 from sla_calc.periods import BadMonth, JalaliMonth
@@ -280,10 +280,17 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
 # -- maintenance -----------------------------------------------------------------------------------
 
 
+def _hours(value: float, lang: str, exact: bool = False) -> str:
+    return numbers(f"{value:g}" if exact else f"{value:.1f}", lang)
+
+
 def _verdict_text(verdict: NoticeVerdict, lang: str) -> str:
+    """What the notice rule says of a window, numbers in the reader's digits (codes stay as they are)."""
+    required = _hours(verdict.required_hours, lang, exact=True)
     if verdict.meets:
-        return label("meets_notice", lang) % (verdict.given_hours, verdict.required_hours)
-    return label("short_notice", lang) % (verdict.given_hours, verdict.hours_short, verdict.required_hours)
+        return label("meets_notice", lang) % (_hours(verdict.given_hours, lang), required)
+    return label("short_notice", lang) % (_hours(verdict.given_hours, lang), _hours(verdict.hours_short, lang),
+                                          required)
 
 
 async def _maintenance_page(request: web.Request, session: Session, status: int = 200,
@@ -300,7 +307,8 @@ async def _maintenance_page(request: web.Request, session: Session, status: int 
                      "announced": jalali(w.announced_at_ms), "meets": verdict.meets and not w.cancelled,
                      "verdict": _verdict_text(verdict, lang), "changeable": not w.cancelled and w.end_ms > now})
     longest = required_notice_hours(ctx.config, ["*"])
-    hint = label("notice_hint", lang) % (longest, jalali(now + int(longest * 3_600_000)))
+    hint = label("notice_hint", lang) % (_hours(longest, lang, exact=True),
+                                         numbers(jalali(now + int(longest * 3_600_000)), lang))
     return page(request, "maintenance.html", session, status, rows=rows, hint=hint,
                 all_services=list(ctx.config.services()), **values)
 
@@ -524,11 +532,11 @@ async def close_month(request: web.Request) -> web.StreamResponse:
         return await _month_page(request, session, month, 409, error=str(exc))
     lang = _lang(request)
     message = label("closed_done" if outcome.closed_now else "adjusted_done", lang) % (
-        outcome.month, len(outcome.credits), len(outcome.adjustments))
+        numbers(outcome.month, lang), numbers(len(outcome.credits), lang), numbers(len(outcome.adjustments), lang))
     return _done(request, session, {"month": outcome.month, "closed_now": outcome.closed_now,
                                     "credits": [c.tracking_code for c in outcome.credits],
                                     "adjustments": [a.tracking_code for a in outcome.adjustments],
-                                    "pack_sha256": outcome.pack_sha256}, message)
+                                    "pack_sha256": outcome.pack_sha256}, message, f"/admin/months/{month}")
 
 
 @handler
