@@ -14,6 +14,21 @@ to it (fsync'd) so a crash meanwhile loses none of them.  The journal is
 replayed in order, idempotently, at start and when the store returns.  Only
 when the queue's bound is hit are results dropped, and then they are counted
 and reported once a minute.
+
+On a center (``follow``), results also arrive from agents straight into the
+store, so outages are derived from the store's own stream of results (every
+result, whoever stored it, in the order it was stored) and the trackers, the
+outage changes and the stream's position are committed together: a restart
+resumes where the last commit left off.  The collector's own results (a
+center's heartbeats) are then stored without deriving, and derived from the
+stream like the agents'.
+
+With several locations a service is down when a quorum of the locations
+reporting for it are in a counted run of ``down`` (``sla_calc.derive.quorum_down``,
+the rule the monthly maths applies).  A location abstains while its latest
+result is ``unknown`` (its canaries failed: its own network is down) or when it
+has reported nothing for two intervals; an abstaining location never makes
+downtime.
 """
 
 from __future__ import annotations
@@ -32,8 +47,8 @@ from typing import Any, TypeVar
 from collector.journal import Journal
 from core.model import Outage, OutageEvent, ProbeResult
 from core.timefmt import jalali
-from sla_calc.derive import RunTracker
-from store.contract import Batch, OutageChange, Store, StoreUnavailable
+from sla_calc.derive import RunTracker, Transition, quorum_down, quorum_needs
+from store.contract import Batch, FeedSource, OutageChange, Store, StoreUnavailable
 
 log = logging.getLogger("didban.collector")
 
@@ -70,8 +85,10 @@ class Collector:
         retry_max_seconds: float = 5.0,
         journal: Journal | None = None,
         spawn: Callable[[str, Callable[[], Coroutine[Any, Any, None]]], asyncio.Task[None]] | None = None,
+        follow: FeedSource | None = None,
     ) -> None:
         self.store = store
+        self.follow = follow  # a center: outages are derived from the store's stream of results
         self.policies = policies
         self.stats = CollectorStats()
         # A plain deque and a wake-up event: an asyncio.Queue's per-item
@@ -97,6 +114,7 @@ class Collector:
         self._spawn = spawn or (lambda name, run: asyncio.create_task(run(), name=f"didban-{name}"))
         self.unavailable_since: float | None = None  # monotonic time the store stopped taking writes
         self._warned: dict[str, float] = {}  # cause → when it was last logged
+        self._stream_wake = asyncio.Event()
 
     # -- wiring --------------------------------------------------------------
 
@@ -121,6 +139,8 @@ class Collector:
                 self._journaled = len(fresh)
                 self.journal.appended = len(waiting)  # cleared once they are all stored
         self._task = self._spawn("collector", self._run)
+        if self.follow is not None:
+            self._follow_task = self._spawn("derive", self._derive_stream)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Write everything that was submitted, then stop.
@@ -149,6 +169,13 @@ class Collector:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        follower = getattr(self, "_follow_task", None)
+        if follower is not None:
+            follower.cancel()
+            try:
+                await follower
+            except asyncio.CancelledError:
+                pass
         self._executor.shutdown(wait=True)
 
     def open_outage(self, service: str) -> Outage | None:
@@ -213,7 +240,8 @@ class Collector:
             self._writing = True
             try:
                 try:
-                    batch = self._derive(items)
+                    # On a center the stream derives everything; here the results are only stored.
+                    batch = Batch(results=items) if self.follow is not None else self._derive(items)
                 except BaseException:
                     self._pending.extendleft(reversed(items))  # a failed derivation must not lose the batch
                     raise
@@ -282,6 +310,33 @@ class Collector:
         if await self._journal(fresh):
             self._journaled += len(fresh)
 
+    # -- a center: outages from the store's stream of results ---------------------------------------------
+
+    def wake(self) -> None:
+        """Results were stored by someone else (an agent's batch): derive them soon."""
+        self._stream_wake.set()
+
+    async def _derive_stream(self) -> None:
+        assert self.follow is not None
+        source = self.follow
+        position = await self.run_in_store(_stream_start, source)
+        while True:
+            rows = await self.run_in_store(source.results_after, position, 0, self._batch_size)
+            if not rows:
+                self._stream_wake.clear()
+                try:
+                    await asyncio.wait_for(self._stream_wake.wait(), self._flush_seconds * 4)
+                except TimeoutError:
+                    pass
+                continue
+            batch = self._derive([result for _, result in rows])
+            batch.results = []  # stored already: the trackers, outage changes and position commit together
+            batch.cursor = (DERIVE_STREAM, rows[-1][0])
+            outages = await self._write(batch, True)
+            position = rows[-1][0]
+            for outage in outages:
+                await self._publish(outage)
+
     def _derive(self, items: list[ProbeResult]) -> Batch:
         """Advance the online outage state with a batch of results (in time order)."""
         batch = Batch(results=items)
@@ -303,21 +358,41 @@ class Collector:
             # An idle tracker fed an up stays idle: nothing a restart needs has changed.
             if not (was_idle and tracker.state.run_length == 0):
                 batch.trackers[(result.service, result.location)] = tracker.state
-            if transition is not None:
-                self._service_transition(result, transition.at_ms, batch)
+            if len(by_location) == 1:  # one location: its own transitions are the service's
+                if transition is not None:
+                    self._change(result, transition.kind == "opened", transition.at_ms, batch)
+            else:
+                self._quorum(result, transition, by_location, batch)
         return batch
 
-    def _service_transition(self, result: ProbeResult, at_ms: int, batch: Batch) -> None:
+    def _quorum(self, result: ProbeResult, transition: Transition | None, by_location: dict[str, RunTracker],
+                batch: Batch) -> None:
+        """Several locations: down while a quorum of those reporting now are in a counted run of down."""
+        policy = self.policies[result.service]
+        window = 2 * policy.interval_ms  # a result covers at most two intervals, as in the monthly maths
+        now = max(t.state.last_ts_ms or 0 for t in by_location.values())
+        reporting = [t for t in by_location.values() if t.reporting(now, window)]
+        down = [t for t in reporting if t.state.open]
+        is_down = quorum_down(len(down), len(reporting), policy.quorum)
+        if is_down == (result.service in self._open):
+            return
+        if is_down:
+            # From when the quorum held: the run start of the deciding location, or later, when a location
+            # that would have outvoted it stopped reporting.
+            starts = sorted(t.state.run_start_ms or now for t in down)
+            at = starts[quorum_needs(len(reporting), policy.quorum) - 1]
+            ended = [t.coverage_end(window) for t in by_location.values() if t not in reporting]
+            at = max([at, *(end for end in ended if end <= now)])
+        else:
+            at = transition.at_ms if transition is not None and transition.kind == "closed" else result.ts_ms
+        self._change(result, is_down, at, batch)
+
+    def _change(self, result: ProbeResult, opening: bool, at_ms: int, batch: Batch) -> None:
         service = result.service
-        policy = self.policies[service]
-        trackers = self._trackers[service].values()
-        down = sum(1 for t in trackers if t.state.open)
-        is_down = down > policy.quorum * len(trackers)
-        is_open = service in self._open
-        if is_down and not is_open:
+        if opening and service not in self._open:
             self._open[service] = Outage(0, service, at_ms, None, result.error, "")
             batch.changes.append(OutageChange(service, at_ms, opening=True, error=result.error))
-        elif not is_down and is_open:
+        elif not opening and service in self._open:
             del self._open[service]
             batch.changes.append(OutageChange(service, at_ms, opening=False))
 
@@ -337,3 +412,16 @@ class Collector:
             except Exception:  # a broken subscriber must not stop the collector
                 log.exception("event handler failed for %s", kind)
 
+
+
+DERIVE_STREAM = "derive"  # the stream position of the results a center has derived outages from
+
+
+def _stream_start(source: FeedSource) -> int:
+    """Where deriving resumes: the committed position, or (a store that was run by ``didban run`` until
+    now, its outages derived as its results were stored) the newest result."""
+    position = source.position(DERIVE_STREAM)
+    if not position:
+        position = source.newest()
+        source.advance(DERIVE_STREAM, position)  # a crash before the first derivation resumes here too
+    return position

@@ -397,6 +397,16 @@ class SlaConfig(Strict):
     evidence_retention_years: float = Field(default=5, gt=0)
 
 
+class AgentConfig(Strict):
+    """Probe agents (``didban agent``) and how the center watches them."""
+
+    # While no center is reachable, an agent keeps this much in its buffer; older results are dropped (loudly).
+    buffer_max_days: float = Field(default=7, gt=0, le=90)
+    batch_max: int = Field(default=5_000, ge=1, le=20_000)  # results per shipped batch
+    # A location that has shipped nothing for this long is shown as silent (missing coverage, never downtime).
+    silent_after_seconds: float = Field(default=120, gt=0)
+
+
 class DidbanConfig(Strict):
     timezone: Literal["Asia/Tehran"] = "Asia/Tehran"
     locations: list[LocationConfig] = Field(default_factory=lambda: [LocationConfig(id="local")])
@@ -406,6 +416,7 @@ class DidbanConfig(Strict):
     sla: SlaConfig = SlaConfig()
     alerting: AlertingConfig = AlertingConfig()
     web: WebConfig = WebConfig()
+    agent: AgentConfig = AgentConfig()
     agreements: list[AgreementConfig] = Field(min_length=1)
     agencies: list[AgencyConfig] = Field(min_length=1)
 
@@ -503,6 +514,7 @@ class Secrets(BaseSettings):
     grafana_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     store_password: SecretStr | None = None
+    agent_token: SecretStr | None = None  # didban agent's ingest token (or --token-file)
 
     @classmethod
     def load(cls, secrets_file: str | None = None) -> Secrets:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -39,7 +39,7 @@ from probes.canary import CanaryGuard
 from probes.loopwatch import LoopWatch
 from probes.resolver import make_resolver
 from probes.runner import CompiledCheck, compile_check, compile_service, run_check
-from store.contract import Store
+from store.contract import FeedSource, Store
 
 if TYPE_CHECKING:
     from alerting.service import Alerts
@@ -49,6 +49,21 @@ log = logging.getLogger("didban.engine")
 _RESOLUTION_ERRORS = (ErrorClass.DNS.value, ErrorClass.TIMEOUT.value)
 # APScheduler logs two INFO lines per job run: at 333 checks/s that is noise and CPU.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+class ResultSink(Protocol):
+    """Where the engine's results go: the collector (into the store) or an agent's shipper (to a center)."""
+
+    unavailable_since: float | None  # monotonic: since when results cannot get through
+
+    @property
+    def pending(self) -> int: ...
+
+    def submit(self, result: ProbeResult) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace_s: float = ...) -> None: ...
 
 
 class LagStats:
@@ -88,9 +103,12 @@ class Engine:
     def __init__(
         self,
         config: DidbanConfig,
-        store: Store,
+        store: Store | None,
         location: str,
         *,
+        sink: ResultSink | None = None,
+        follow: FeedSource | None = None,
+        probing: bool = True,
         clock: Callable[[], float] = time.time,
         keepalive: bool = False,
         seed: int | None = None,
@@ -103,16 +121,24 @@ class Engine:
         self.clock = clock
         self.keepalive = keepalive
         self.supervisor = Supervisor(metrics)
-        self.collector = Collector(
-            store,
-            {
-                s.id: ServicePolicy(int(s.interval_seconds * 1000), s.failure_threshold)
-                for _, s in config.services()
-            },
-            queue_size=config.store.queue_size,
-            journal=journal,
-            spawn=self.supervisor.spawn,
-        )
+        self.probing = probing  # False: a center that probes nothing itself (it watches heartbeats only)
+        # An agent hands its results to a shipper; everyone else to a collector that stores them and
+        # derives outages (online, or, on a center, from the store's stream of results: ``follow``).
+        self.collector: Collector | None = None
+        if sink is None:
+            assert store is not None
+            self.collector = Collector(
+                store,
+                {
+                    s.id: ServicePolicy(int(s.interval_seconds * 1000), s.failure_threshold)
+                    for _, s in config.services()
+                },
+                queue_size=config.store.queue_size,
+                journal=journal,
+                spawn=self.supervisor.spawn,
+                follow=follow,
+            )
+        self.sink: ResultSink = sink if sink is not None else self.collector  # type: ignore[assignment]
         self.lag = LagStats()
         self.loop_watch = LoopWatch(config.scheduler.stall_bound_seconds)
         self.latest: dict[str, ProbeResult] = {}
@@ -131,8 +157,14 @@ class Engine:
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
         self.on_result: Callable[[ProbeResult], None] | None = None  # e.g. the demo's event log
-        if alerts is not None:
+        if alerts is not None and self.collector is not None:
             self.collector.subscribe(self._on_outage_event)
+
+    @property
+    def store_jobs(self) -> Collector:
+        """The collector, for the jobs that read and write the store (never on an agent)."""
+        assert self.collector is not None, "an agent has no store"
+        return self.collector
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -150,7 +182,7 @@ class Engine:
                                  self.location, self.clock,
                                  resolver_canaries=[c for c in self._canaries if c.service in resolver_ids])
         self.loop_watch.start()
-        await self.collector.start()
+        await self.sink.start()
         if self.alerts is not None:
             await self.alerts.start(self.supervisor.spawn)
 
@@ -163,10 +195,13 @@ class Engine:
         jitter = self.config.scheduler.jitter_seconds
         supervised = self.supervisor.job  # a failing job is logged, counted and reported, and runs again next time
         for _, service in self.config.services():
-            if service.locations is not None and self.location not in service.locations:
+            if service.heartbeat is None and (not self.probing or (
+                    service.locations is not None and self.location not in service.locations)):
                 continue
             interval = service.interval_seconds
             if service.heartbeat is not None:  # it reports in; the schedule only notices when it does not
+                if self.collector is None:
+                    continue  # heartbeats report to the center, not to an agent
                 self._last_beat[service.id] = now  # never charged for the time before this process ran
                 scheduler.add_job(supervised(f"heartbeat:{service.id}", partial(self._heartbeat_overdue, service)),
                                   IntervalTrigger(seconds=interval), id=f"check:{service.id}", max_instances=1,
@@ -174,9 +209,25 @@ class Engine:
                 continue
             anchor = now + self._random.uniform(0, min(jitter, interval))
             dispatcher.add(ScheduledCheck(compile_service(service), interval, anchor))
-        if self._canaries:
+        if self._canaries and self.probing:
             scheduler.add_job(supervised("canaries", self.guard.check_now), IntervalTrigger(seconds=30), id="canaries",
                               max_instances=1, coalesce=True)
+        if self.collector is not None:
+            self._calendar(scheduler, supervised)
+        scheduler.start()
+        self._scheduler = scheduler
+        await dispatcher.start()
+        self._dispatcher = dispatcher
+        log.info("engine started: %d services at location %s", self.scheduled, self.location)
+
+    @property
+    def scheduled(self) -> int:
+        """The checks this engine runs: probed services and watched heartbeats."""
+        return (self._dispatcher.scheduled if self._dispatcher is not None else 0) + len(self._last_beat)
+
+    def _calendar(self, scheduler: AsyncIOScheduler, supervised: Callable[..., Callable[[], Awaitable[object]]]
+                  ) -> None:
+        """The jobs of the system of record: closes, notices, materialization, gauges, retention."""
         # Months close once they have ended in Tehran plus the grace period for late results;
         # the same job turns evidence that arrives later into ledger adjustments.
         scheduler.add_job(supervised("month-close", self.settle_due), IntervalTrigger(minutes=15), id="settlement",
@@ -194,12 +245,6 @@ class Engine:
         # Retention runs at night, Tehran time, when the portals are quiet.
         scheduler.add_job(supervised("retention", self.compact), CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
                           id="retention", max_instances=1, coalesce=True)
-        scheduler.start()
-        self._scheduler = scheduler
-        await dispatcher.start()
-        self._dispatcher = dispatcher
-        checks = dispatcher.scheduled + len(self._last_beat)
-        log.info("engine started: %d services at location %s", checks, self.location)
 
     async def stop(self) -> None:
         self._stopping = True  # a check handed over but not begun must not start now
@@ -211,9 +256,13 @@ class Engine:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        await self.collector.stop()
-        log.info("engine stopped: %d checks run, %d results stored, %d not stored yet (journaled)", self.checks_run,
-                 self.collector.stats.written, self.collector.pending)
+        await self.sink.stop()
+        if self.collector is not None:
+            log.info("engine stopped: %d checks run, %d results stored, %d not stored yet (journaled)",
+                     self.checks_run, self.collector.stats.written, self.collector.pending)
+        else:
+            log.info("engine stopped: %d checks run, %d results buffered for the center", self.checks_run,
+                     self.sink.pending)
         await self.loop_watch.stop()
         if self.alerts is not None:
             await self.alerts.stop()
@@ -252,19 +301,20 @@ class Engine:
         if dispatcher is not None and dispatcher.oldest_wait() > self.config.scheduler.lag_bound_seconds:
             found.append(f"overloaded: {dispatcher.waiting} checks due and not started, "  # more than the core runs
                          f"the oldest {dispatcher.oldest_wait():.1f} s late")
-        since = self.collector.unavailable_since
+        since = self.sink.unavailable_since
         if since is not None and time.monotonic() - since > self.config.store.unavailable_grace_seconds:
             found.append(f"store unavailable for {time.monotonic() - since:.0f} s; "
-                         f"{self.collector.pending} results wait")
+                         f"{self.sink.pending} results wait")
         return found + self.supervisor.problems()
 
     def refresh_gauges(self) -> None:
         if self.metrics is not None:
-            stats = self.collector.stats
-            self.metrics.queue_depth.set(self.collector.pending)
-            self.metrics.store_errors.set(stats.store_errors)
-            self.metrics.dropped.set(stats.dropped)
-            self.metrics.open_outages.set(len(self.collector.open_services()))
+            self.metrics.queue_depth.set(self.sink.pending)
+            if self.collector is not None:
+                stats = self.collector.stats
+                self.metrics.store_errors.set(stats.store_errors)
+                self.metrics.dropped.set(stats.dropped)
+                self.metrics.open_outages.set(len(self.collector.open_services()))
             if self._dispatcher is not None:
                 self.metrics.checks_waiting.set(self._dispatcher.waiting)
                 self.metrics.oldest_wait.set(self._dispatcher.oldest_wait())
@@ -276,7 +326,7 @@ class Engine:
 
         assert self.metrics is not None
         now_ms = int(self.clock() * 1000)
-        settled = await self.collector.run_in_store(settle, self.config, self.collector.store,
+        settled = await self.store_jobs.run_in_store(settle, self.config, self.store_jobs.store,
                                                     JalaliMonth.containing(now_ms), now_ms)
         for figures in settled.report.services:
             self.metrics.service_month.labels(figures.service).set(
@@ -322,7 +372,7 @@ class Engine:
 
     def _record(self, result: ProbeResult, lag_s: float) -> None:
         self.latest[result.service] = result
-        self.collector.submit(result)
+        self.sink.submit(result)
         if self.metrics is not None:
             self.metrics.observe_check(result, lag_s)
         if self.on_result is not None:
@@ -368,12 +418,12 @@ class Engine:
     async def alert_tick(self) -> int:
         """Escalations, maintenance reminders/start/end/overrun and burn-rate alerts."""
         assert self.alerts is not None
-        store = self.collector.store
+        store = self.store_jobs.store
         now_ms = int(self.clock() * 1000)
         notifier = self.alerts.notifier
-        open_outages = list((await self.collector.run_in_store(store.open_outages)).values())
+        open_outages = list((await self.store_jobs.run_in_store(store.open_outages)).values())
         queued = int(await self.alerts.call(notifier.escalate, open_outages, now_ms))
-        windows = await self.collector.run_in_store(store.maintenance, now_ms - 86_400_000, now_ms + 3 * 86_400_000)
+        windows = await self.store_jobs.run_in_store(store.maintenance, now_ms - 86_400_000, now_ms + 3 * 86_400_000)
         down = {o.service for o in open_outages}
         queued += int(await self.alerts.call(notifier.maintenance_tick, windows, down, now_ms))
         queued += await self._burn_rate(store, now_ms)
@@ -393,7 +443,7 @@ class Engine:
         month = JalaliMonth.containing(now_ms)
         queued = 0
         for service_id, last_ms in list(self._recent_outages.items()):
-            if last_ms < now_ms - longest_ms and service_id not in self.collector.open_services():
+            if last_ms < now_ms - longest_ms and service_id not in self.store_jobs.open_services():
                 del self._recent_outages[service_id]
                 continue
             service = self.config.service(service_id)
@@ -401,14 +451,14 @@ class Engine:
             budget = error_budget_ms(agreement.target_percent, month.denominator_ms(agreement.month_basis))
             # Downtime as the settlement counts it: maintenance announced in time and telecom exclusions removed.
             downtime = {
-                w.hours: await self.collector.run_in_store(
+                w.hours: await self.store_jobs.run_in_store(
                     window_downtime, self.config, store, service_id, now_ms - int(w.hours * 3_600_000), now_ms)
                 for rule in rules for w in rule.windows
             }
             fired = firing(rules, downtime, budget)
             if not fired:
                 continue
-            settled = await self.collector.run_in_store(settle, self.config, store, month, now_ms, [service_id])
+            settled = await self.store_jobs.run_in_store(settle, self.config, store, month, now_ms, [service_id])
             figures = settled.figures(service_id)
             if figures is None:
                 continue  # no agreement in force this month: there is no budget to burn
@@ -428,13 +478,13 @@ class Engine:
         from didban.settlement import InsufficientEvidence, close_month
         from sla_calc.closing import due_months
 
-        store = self.collector.store
+        store = self.store_jobs.store
         now_ms = int(self.clock() * 1000)
         grace_ms = int(self.config.sla.close_grace_minutes * 60_000)
         done = []
         for month in due_months(now_ms, grace_ms):
             try:
-                outcome = await self.collector.run_in_store(close_month, self.config, store, month, now_ms)
+                outcome = await self.store_jobs.run_in_store(close_month, self.config, store, month, now_ms)
             except InsufficientEvidence as exc:
                 if str(month) not in self._insufficient_warned:  # once per month, not every 15 minutes
                     self._insufficient_warned.add(str(month))
@@ -456,12 +506,12 @@ class Engine:
 
     async def materialize(self) -> int:
         """Store derived segments up to an hour ago (later results may still arrive out of order)."""
-        store = self.collector.store
+        store = self.store_jobs.store
         until_ms = int((self.clock() - 3600) * 1000)
         written = 0
         for _, service in self.config.services():
-            for location in await self.collector.run_in_store(store.locations_of, service.id):
-                written += await self.collector.run_in_store(
+            for location in await self.store_jobs.run_in_store(store.locations_of, service.id):
+                written += await self.store_jobs.run_in_store(
                     store.materialize, service.id, location, until_ms,
                     int(service.interval_seconds * 1000), service.failure_threshold,
                 )
@@ -470,11 +520,11 @@ class Engine:
     async def compact(self) -> int:
         """Compact raw results older than retention_days into run-length segments."""
         cutoff_ms = int((self.clock() - timedelta(days=self.config.store.retention_days).total_seconds()) * 1000)
-        store = self.collector.store
+        store = self.store_jobs.store
         removed = 0
         for _, service in self.config.services():
-            for location in await self.collector.run_in_store(store.locations_of, service.id):
-                removed += await self.collector.run_in_store(
+            for location in await self.store_jobs.run_in_store(store.locations_of, service.id):
+                removed += await self.store_jobs.run_in_store(
                     store.compact, service.id, location, cutoff_ms,
                     int(service.interval_seconds * 1000), service.failure_threshold,
                 )
@@ -482,7 +532,7 @@ class Engine:
             log.info("retention: %d raw results compacted into segments", removed)
         from didban.settlement import purge_old_packs
 
-        purged = await self.collector.run_in_store(purge_old_packs, self.config, store, int(self.clock() * 1000))
+        purged = await self.store_jobs.run_in_store(purge_old_packs, self.config, store, int(self.clock() * 1000))
         if purged:
             log.info("evidence retention: %d archived pack(s) older than %g years removed", purged,
                      self.config.sla.evidence_retention_years)

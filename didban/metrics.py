@@ -36,6 +36,16 @@ class Metrics:
         self.overload = Counter("didban_probe_overload", "Failed checks recorded as unknown because the monitor "
                                 "itself stalled or ran late (probe_overload)", registry=self.registry)
 
+        # An agent's buffer (didban agent): what waits for the center, how old the oldest is, what was dropped.
+        self.agent_buffered = Gauge("didban_agent_buffered_results", "Results buffered and not yet acknowledged by a "
+                                    "center", registry=self.registry)
+        self.agent_buffer_age = Gauge("didban_agent_buffer_oldest_seconds", "Age of the oldest buffered result",
+                                      registry=self.registry)
+        self.agent_buffer_dropped = Gauge("didban_agent_buffer_dropped_results", "Results dropped because they "
+                                          "outlived agent.buffer_max_days in the buffer", registry=self.registry)
+        self.agent_shipped = Gauge("didban_agent_shipped_results", "Results a center acknowledged since start",
+                                   registry=self.registry)
+
         # One series per service (bounded cardinality: the configured services, no location or error label).
         self.service_state = Gauge("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
                                    ["service"], registry=self.registry)

@@ -43,13 +43,13 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if events is not None:  # the demo's event log: outages with their codes, and blips
-        engine.collector.subscribe(events.on_outage)
+        engine.store_jobs.subscribe(events.on_outage)
         engine.on_result = events.on_result
     await engine.start()
     web_runner = await start_web(config, backend, engine, metrics) if config.web.enabled else None
     feed = influx_sink(config, backend, secrets_file)
     if feed is not None:  # Grafana's month figures follow every outage and every close
-        engine.collector.subscribe(lambda event: feed.request_sla())
+        engine.store_jobs.subscribe(lambda event: feed.request_sla())
         engine.month_closed_handlers.append(lambda month: _async(feed.request_sla))
     feed_stop = asyncio.Event()
     feed_task = engine.supervisor.spawn("feed", lambda: feed.run(feed_stop)) if feed is not None else None

@@ -48,12 +48,25 @@ class RunTracker:
     the SLA figures, which sort everything first, still count it.
     """
 
-    __slots__ = ("interval_ms", "state", "threshold")
+    __slots__ = ("abstained_at_ms", "interval_ms", "state", "threshold")
 
     def __init__(self, interval_ms: int, threshold: int, state: TrackerState | None = None) -> None:
         self.interval_ms = interval_ms
         self.threshold = threshold
         self.state = state if state is not None else TrackerState()
+        # Since when the location's results have been unknown (its own trouble): it covers nothing.
+        self.abstained_at_ms: int | None = None
+
+    def reporting(self, now_ms: int, window_ms: int) -> bool:
+        """Whether this location's latest result still covers ``now_ms`` (it counts in a quorum)."""
+        last = self.state.last_ts_ms
+        return self.abstained_at_ms is None and last is not None and now_ms < last + window_ms
+
+    def coverage_end(self, window_ms: int) -> int:
+        """Where this location's coverage stopped: its first unknown, or two intervals after its last result."""
+        if self.abstained_at_ms is not None:
+            return self.abstained_at_ms
+        return (self.state.last_ts_ms or 0) + window_ms
 
     def accepts(self, ts_ms: int) -> bool:
         last = self.state.last_ts_ms
@@ -62,6 +75,11 @@ class RunTracker:
     def feed(self, ts_ms: int, status: Status) -> Transition | None:
         state = self.state
         state.last_ts_ms = ts_ms
+        if status is UNKNOWN:
+            if self.abstained_at_ms is None:
+                self.abstained_at_ms = ts_ms
+        else:
+            self.abstained_at_ms = None
         if status is DOWN:
             if state.run_length == 0:
                 state.run_start_ms = ts_ms
@@ -139,6 +157,19 @@ def _with_coverage(
         previous = following
 
 
+def quorum_down(down: int, reporting: int, quorum: float = 0.5) -> bool:
+    """The quorum rule, online and in the month alike: more than ``quorum`` of the locations reporting say down.
+
+    The default, 0.5, is a strict majority; a location that is not reporting does not count either way.
+    """
+    return reporting > 0 and down > quorum * reporting
+
+
+def quorum_needs(reporting: int, quorum: float = 0.5) -> int:
+    """How many of ``reporting`` locations must say down for ``quorum_down``."""
+    return int(quorum * reporting) + 1
+
+
 def quorum_segments(per_location: Sequence[Sequence[Segment]], quorum: float = 0.5) -> list[Segment]:
     """Combine locations: down at an instant when more than ``quorum`` of those reporting say down.
 
@@ -162,7 +193,7 @@ def quorum_segments(per_location: Sequence[Sequence[Segment]], quorum: float = 0
             down_count += events[index][2]
             index += 1
         if index < len(events) and reporting > 0:
-            is_down = down_count > quorum * reporting
+            is_down = quorum_down(down_count, reporting, quorum)
             next_moment = events[index][0]
             if combined and combined[-1][1] == moment and combined[-1][2] == is_down:
                 combined[-1] = (combined[-1][0], next_moment, is_down)

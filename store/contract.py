@@ -42,6 +42,17 @@ class Batch:
     results: list[ProbeResult] = field(default_factory=list)
     trackers: dict[tuple[str, str], TrackerState] = field(default_factory=dict)
     changes: list[OutageChange] = field(default_factory=list)
+    cursor: tuple[str, int] | None = None  # (stream, position) derived up to, committed with the rest
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProgress:
+    """What the center knows of one agent (a location): what it stored last and when."""
+
+    location: str
+    last_seq: int  # the highest sequence number stored: an agent's batch at or below it is stored already
+    last_result_ms: int | None  # the newest result's own time
+    last_ingest_ms: int  # when the center last stored a batch of it
 
 
 class StoreUnavailable(Exception):
@@ -96,6 +107,17 @@ class ResultStore(Protocol):
         ...
 
     def locations_of(self, service: str) -> Sequence[str]: ...
+
+    def ingest(self, location: str, batch: Sequence[tuple[int, ProbeResult]], now_ms: int) -> tuple[int, int]:
+        """Store an agent's numbered results in one transaction, each once however often it is sent.
+
+        Returns (the highest sequence number now stored for the location, how many were new).
+        """
+        ...
+
+    def agents(self) -> list[AgentProgress]:
+        """Every location that has shipped results, with its progress."""
+        ...
 
     def close(self) -> None: ...
 
@@ -331,6 +353,10 @@ class FeedSource(Protocol):
     def position(self, stream: str) -> int: ...
 
     def advance(self, stream: str, position: int) -> None: ...
+
+    def newest(self) -> int:
+        """The position of the newest stored result (0: none)."""
+        ...
 
     def results_after(self, after: int, since_ms: int, limit: int) -> list[tuple[int, ProbeResult]]:
         """Up to ``limit`` results stored after position ``after`` (and taken at or after ``since_ms``), in order."""

@@ -63,6 +63,7 @@ TABLES = (
           "rowid", "rowid"),
     Table("audit", ("id", "ts_ms", "who", "method", "path", "status", "body"), ("id",), "id", "id"),
     Table("influx_cursor", ("stream", "position"), ("stream",)),
+    Table("agent_progress", ("location", "last_seq", "last_result_ms", "last_ingest_ms"), ("location",)),
 )
 
 Progress = Callable[[str, int, int], None]  # table, rows copied so far, rows in the source

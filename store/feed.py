@@ -20,6 +20,11 @@ class FeedCursor:
     def advance(self, stream: str, position: int) -> None:
         self._db.execute(_UPSERT_CURSOR, (stream, position))
 
+    def newest(self) -> int:
+        """The position of the newest stored result (0: none)."""
+        row = self._db.execute("SELECT max(rowid) FROM results").fetchone()
+        return int(row[0] or 0)
+
     def results_after(self, after: int, since_ms: int, limit: int) -> list[tuple[int, ProbeResult]]:
         rows = self._db.execute(
             "SELECT r.rowid, s.id, l.id, r.ts_ms, r.status, r.latency_ms, r.error, r.detail, r.http_status, "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from store.database import Database, SqliteDatabase
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger("didban.store")
 logging.getLogger("alembic").setLevel(logging.WARNING)  # an upgrade logs one line of ours, not Alembic's dozens

@@ -18,7 +18,7 @@ from typing import Any
 from core.model import Credit, Exclusion, MaintenanceWindow, Outage, ProbeResult, ServiceState, Status
 from core.tracking import new_code
 from sla_calc.derive import Segment, TrackerState, derive_segments
-from store.contract import Batch, OutageChange
+from store.contract import AgentProgress, Batch, OutageChange
 from store.database import Database, upsert
 
 log = logging.getLogger("didban.store")
@@ -42,6 +42,15 @@ _TRACKER_COLUMNS = ("service", "location", "last_ts_ms", "run_start_ms", "run_le
 _UPSERT_LATEST = upsert("latest", _LATEST_COLUMNS, ("service", "location"))
 _UPSERT_TRACKER = upsert("trackers", _TRACKER_COLUMNS, ("service", "location"))
 _UPSERT_HORIZON = upsert("horizons", ("service", "location", "horizon_ms"), ("service", "location"))
+_UPSERT_CURSOR = upsert("influx_cursor", ("stream", "position"), ("stream",))
+# An agent's progress only moves forward; its newest result's time too (a late batch holds older ones).
+_UPSERT_PROGRESS = (
+    "INSERT INTO agent_progress (location, last_seq, last_result_ms, last_ingest_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (location) DO UPDATE SET last_seq = excluded.last_seq, last_ingest_ms = excluded.last_ingest_ms, "
+    "last_result_ms = CASE WHEN agent_progress.last_result_ms IS NULL "
+    "OR excluded.last_result_ms > agent_progress.last_result_ms THEN excluded.last_result_ms "
+    "ELSE agent_progress.last_result_ms END")
+RESULTS_LOCK = 0x646964_7265_73  # the advisory-lock key the transactions that add results take turns with
 
 
 class SqlStore:
@@ -120,10 +129,44 @@ class SqlStore:
             self._load_caches()
         try:
             with self._db.transaction():
+                self._in_stored_order()
                 return self._write(batch)
         except BaseException:
             self._stale = True  # the caches may hold what was not committed: reloaded before the next write
             raise
+
+    def _in_stored_order(self) -> None:
+        """Results commit in the order of their row numbers, so a reader of the stream (a center deriving
+        outages) that has seen row N has seen every row before it.  SQLite has one writer at a time anyway;
+        on PostgreSQL the transactions that add results take turns."""
+        if self._db.dialect == "postgresql":
+            self._db.execute("SELECT pg_advisory_xact_lock(?)", (RESULTS_LOCK,))
+
+    def ingest(self, location: str, batch: Sequence[tuple[int, ProbeResult]], now_ms: int) -> tuple[int, int]:
+        if self._stale:
+            self._load_caches()
+        try:
+            with self._db.transaction():
+                self._in_stored_order()
+                row = self._db.execute("SELECT last_seq FROM agent_progress WHERE location = ?",
+                                       (location,)).fetchone()
+                stored = int(row[0]) if row else 0
+                fresh = [result for seq, result in batch if seq > stored]
+                if fresh:
+                    self._write(Batch(results=fresh))
+                top = max([stored, *(seq for seq, _ in batch)])
+                newest = max((r.ts_ms for r in fresh), default=None)
+                self._db.execute(_UPSERT_PROGRESS, (location, top, newest, now_ms))
+            return top, len(fresh)
+        except BaseException:
+            self._stale = True
+            raise
+
+    def agents(self) -> list[AgentProgress]:
+        rows = self._db.execute("SELECT location, last_seq, last_result_ms, last_ingest_ms FROM agent_progress "
+                                "ORDER BY location").fetchall()
+        return [AgentProgress(str(loc), int(seq), None if last is None else int(last), int(at))
+                for loc, seq, last, at in rows]
 
     def _write(self, batch: Batch) -> list[Outage]:
         db = self._db
@@ -170,6 +213,8 @@ class SqlStore:
             outage = self._apply(change)
             if outage is not None:
                 changed.append(outage)
+        if batch.cursor is not None:
+            db.execute(_UPSERT_CURSOR, batch.cursor)
         return changed
 
     def _apply(self, change: OutageChange) -> Outage | None:

@@ -34,8 +34,8 @@ from tests.test_browser import ARGS, CHROMIUM
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR_MS = 3_600_000
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by scripts/test.sh")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                                   reason="Debian's chromium is installed by scripts/test.sh")]
 # The portal is checked every 5 minutes, as last month's seeded results were; dispatch every second (its
 # outage opens at once) under an agreement in force from this month only, so last month closes on the portal.
 CONFIG = """agreements:

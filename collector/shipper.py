@@ -1,0 +1,208 @@
+"""An agent's results, shipped to the center: buffered on disk first, then sent in batches.
+
+``submit`` never blocks: results wait in memory for a few milliseconds and
+are appended to the ``Buffer`` (fsync'd) by its own thread in small group
+commits.  The shipping task sends the oldest buffered results, gzip'd JSON,
+to ``POST /api/ingest`` of a center with the agent's token; the center stores
+the batch in one transaction and answers the highest sequence number it
+holds, which the buffer then forgets.  A center that does not answer is
+retried with capped backoff and the next center of the list is tried: the
+agent keeps probing and buffering meanwhile, and drains in order when a
+center returns.  Nothing leaves the buffer before a center acknowledged it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+
+from collector.buffer import Buffer
+from core.model import ProbeResult
+
+log = logging.getLogger("didban.agent")
+_T = TypeVar("_T")
+Spawn = Callable[[str, Callable[[], Coroutine[Any, Any, None]]], "asyncio.Task[None]"]
+
+
+@dataclass(slots=True)
+class ShipperStats:
+    buffered: int = 0  # appended to the buffer since start
+    shipped: int = 0  # acknowledged by a center since start
+    batches: int = 0
+    refusals: int = 0  # batches a center refused (4xx): kept, retried, and said loudly
+
+
+class Shipper:
+    def __init__(self, buffer: Buffer, centers: list[str], token: str, *, batch_max: int = 5_000,
+                 retry_max_seconds: float = 5.0, request_timeout: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not centers:
+            raise ValueError("an agent needs at least one center URL")
+        self.buffer = buffer
+        self.centers = [c.rstrip("/") for c in centers]
+        self._token = token
+        self.batch_max = batch_max
+        self.retry_max = retry_max_seconds
+        self.request_timeout = request_timeout
+        self.clock = clock
+        self.stats = ShipperStats()
+        self.unavailable_since: float | None = None  # monotonic: no center has answered since then
+        self.depth = buffer.depth()  # buffered and not yet acknowledged (refreshed by the buffer thread)
+        self.oldest_ms = buffer.oldest_ms()
+        self._incoming: deque[ProbeResult] = deque()
+        self._appended = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._center = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-buffer")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self._warned: dict[str, float] = {}
+
+    # -- what the engine sees (the collector's interface) ------------------------------------------
+
+    def submit(self, result: ProbeResult) -> None:
+        self._incoming.append(result)
+        self._arrived.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._incoming) + self.depth
+
+    async def start(self, spawn: Spawn | None = None) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                                              headers={"User-Agent": "Didban-agent/0.1"})
+        starter = spawn or (lambda name, factory: asyncio.get_running_loop().create_task(factory(), name=name))
+        self._tasks = [starter("agent-buffer", self._append_loop), starter("agent-ship", self._ship_loop)]
+        if self.depth:
+            log.info("agent buffer %s holds %d results from before; shipping them first", self.buffer.path,
+                     self.depth)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Everything submitted goes to disk; one last try to ship it (bounded); then stop."""
+        self._stopping = True
+        await self._run(self._append_now)
+        deadline = time.monotonic() + grace_s
+        while self.depth and self.unavailable_since is None and time.monotonic() < deadline:
+            if not await self._ship_once():
+                break
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        if self._session is not None:
+            await self._session.close()
+        await self._run(self.buffer.close)
+        self._executor.shutdown(wait=True)
+        if self.depth:
+            log.warning("agent stopped with %d results buffered in %s; they are shipped at the next start",
+                        self.depth, self.buffer.path)
+
+    # -- the buffer's thread -------------------------------------------------------------------
+
+    async def _run(self, function: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _append_now(self) -> None:
+        taken = [self._incoming.popleft() for _ in range(len(self._incoming))]
+        if taken:
+            try:
+                self.buffer.append(taken)
+            except BaseException:
+                self._incoming.extendleft(reversed(taken))
+                raise
+            self.stats.buffered += len(taken)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.depth = self.buffer.depth()
+        self.oldest_ms = self.buffer.oldest_ms()
+
+    async def _append_loop(self) -> None:
+        trimmed = 0.0
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            await asyncio.sleep(0.02)  # a group commit: one fsync for the results of a few milliseconds
+            await self._run(self._append_now)
+            self._appended.set()
+            if time.monotonic() - trimmed > 60:
+                trimmed = time.monotonic()
+                await self._run(self.buffer.trim, int(self.clock() * 1000))
+
+    # -- shipping ----------------------------------------------------------------------------------
+
+    async def _ship_loop(self) -> None:
+        delay = 0.2
+        while True:
+            if not self.depth:
+                self._appended.clear()
+                try:
+                    await asyncio.wait_for(self._appended.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                continue
+            if await self._ship_once():
+                delay = 0.2
+                continue
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.retry_max)
+
+    async def _ship_once(self) -> bool:
+        """Send the oldest batch to the current center; True when it was acknowledged."""
+        assert self._session is not None
+        rows = await self._run(self.buffer.oldest, self.batch_max)
+        if not rows:
+            self._refresh()
+            return True
+        body = gzip.compress(json.dumps({"results": rows}, ensure_ascii=False, separators=(",", ":")).encode(), 5)
+        center = self.centers[self._center]
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
+                   "Content-Encoding": "gzip"}
+        try:
+            async with self._session.post(f"{center}/api/ingest", data=body, headers=headers) as answer:
+                text = await answer.text()
+                if answer.status != 200:
+                    self._trouble(center, f"HTTP {answer.status}: {text[:200]}", refused=400 <= answer.status < 500)
+                    return False
+                acknowledged = int(json.loads(text)["acknowledged"])
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
+            self._trouble(center, f"{type(exc).__name__}: {exc}"[:200])
+            return False
+        await self._run(self.buffer.acknowledge, acknowledged)
+        await self._run(self._refresh)
+        self.stats.shipped += len([r for r in rows if int(r[0]) <= acknowledged])
+        self.stats.batches += 1
+        if self.unavailable_since is not None:
+            log.warning("center %s reachable again after %.0f s; draining %d buffered results", center,
+                        time.monotonic() - self.unavailable_since, self.depth)
+            self.unavailable_since = None
+            self._warned.clear()
+        return True
+
+    def _trouble(self, center: str, cause: str, refused: bool = False) -> None:
+        if self.unavailable_since is None:
+            self.unavailable_since = time.monotonic()
+        if refused:
+            self.stats.refusals += 1
+        if len(self.centers) > 1:  # fail over: the next center of the list gets the next try
+            self._center = (self._center + 1) % len(self.centers)
+        now = time.monotonic()
+        if now - self._warned.get(cause, float("-inf")) >= 60:
+            self._warned[cause] = now
+            log.warning("center %s %s (%s); %d results buffered in %s, probing goes on", center,
+                        "refused the batch" if refused else "unreachable", cause, self.pending, self.buffer.path)
