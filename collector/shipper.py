@@ -138,11 +138,18 @@ class Shipper:
             await self._arrived.wait()
             self._arrived.clear()
             await asyncio.sleep(0.02)  # a group commit: one fsync for the results of a few milliseconds
-            await self._run(self._append_now)
+            try:
+                await self._run(self._append_now)
+                if time.monotonic() - trimmed > 60:
+                    trimmed = time.monotonic()
+                    await self._run(self.buffer.trim, int(self.clock() * 1000))
+            except Exception:  # a full disk, say: the results stay in memory and the next append retries
+                log.exception("cannot append to the agent buffer %s; %d results wait in memory", self.buffer.path,
+                              len(self._incoming))
+                await asyncio.sleep(1.0)
+                self._arrived.set()
+                continue
             self._appended.set()
-            if time.monotonic() - trimmed > 60:
-                trimmed = time.monotonic()
-                await self._run(self.buffer.trim, int(self.clock() * 1000))
 
     # -- shipping ----------------------------------------------------------------------------------
 
@@ -156,7 +163,12 @@ class Shipper:
                 except TimeoutError:
                     pass
                 continue
-            if await self._ship_once():
+            try:
+                shipped = await self._ship_once()
+            except Exception:  # a fault of our own (the buffer unreadable): said, and tried again
+                log.exception("shipping from the agent buffer %s failed", self.buffer.path)
+                shipped = False
+            if shipped:
                 delay = 0.2
                 continue
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))

@@ -313,6 +313,67 @@ def cmd_run(args: argparse.Namespace) -> int:
                              duration=args.duration, live_every=args.live, secrets_file=args.secrets_file))
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """The center: ingest, outages, store, settlement, notices, web; it probes only with --location."""
+    from core.config import Secrets
+    from didban.service import serve, web_from_environment
+
+    config = web_from_environment(_load(args.config))
+    Secrets.load(args.secrets_file)
+    if args.location is not None and args.location not in {loc.id for loc in config.locations}:
+        print(f"didban server: --location {args.location!r} is not among the configured locations", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(serve(config, _backend(args, config), args.location or "center", keepalive=args.keepalive,
+                             duration=args.duration, live_every=None, secrets_file=args.secrets_file, center=True,
+                             probing=args.location is not None))
+
+
+def _agent_token(args: argparse.Namespace) -> str | None:
+    from core.config import Secrets
+
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise SystemExit(f"didban agent: cannot read the token file {args.token_file} ({exc.strerror})") from None
+    token = Secrets.load(args.secrets_file).agent_token
+    return token.get_secret_value() if token is not None else None
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    """One probe location: it probes, buffers durably and ships to the center; it stores nothing."""
+    from urllib.parse import urlsplit
+
+    from didban.agent import run_agent
+
+    config = _load(args.config)
+    if args.location not in {loc.id for loc in config.locations}:
+        print(f"didban agent: --location {args.location!r} is not among the configured locations "
+              f"({', '.join(loc.id for loc in config.locations)})", file=sys.stderr)
+        return EXIT_USAGE
+    centers = [url.strip() for given in args.center for url in given.split(",") if url.strip()]
+    bad = [url for url in centers if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc]
+    if not centers or bad:
+        print(f"didban agent: --center takes the center's URL, like https://didban.agency.ir (got {bad or centers})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    token = _agent_token(args)
+    if token is None:
+        print("didban agent: no agent token: give --token-file FILE or set DIDBAN_AGENT_TOKEN (made on the center "
+              f"with: didban token create --role agent --name {args.location})", file=sys.stderr)
+        return EXIT_USAGE
+    listen = None
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        if not port.isdigit():
+            print("didban agent: --listen takes HOST:PORT", file=sys.stderr)
+            return EXIT_USAGE
+        listen = (host or "127.0.0.1", int(port))
+    buffer = Path(args.buffer or f"didban-agent-{args.location}.buffer")
+    return asyncio.run(run_agent(config, args.location, centers, token, buffer, keepalive=args.keepalive,
+                                 listen=listen, duration=args.duration))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from didban.demo import run_demo
 
@@ -804,6 +865,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--live", type=float, metavar="SECONDS", help="print live state every SECONDS")
     run.set_defaults(handler=cmd_run)
 
+    server = commands.add_parser("server", help="the center: takes agents' results, stores, settles, serves")
+    server.add_argument("--config", default="config.yaml")
+    server.add_argument("--db", help="the store: postgresql://… for several centers, or a SQLite file "
+                        "(default: DIDBAN_STORE_URL, else the config's store)")
+    server.add_argument("--location", help="probe from here too, as this location (default: probe nothing)")
+    server.add_argument("--keepalive", action="store_true", help="reuse HTTP connections between checks")
+    server.add_argument("--secrets-file", help="dotenv-style file with DIDBAN_* secrets")
+    server.add_argument("--duration", type=float, help="stop after this many seconds")
+    server.set_defaults(handler=cmd_server)
+
+    agent = commands.add_parser("agent", help="one probe location: probes and ships its results to the center")
+    agent.add_argument("--config", default="config.yaml")
+    agent.add_argument("--location", required=True, help="this agent's location id (from the config)")
+    agent.add_argument("--center", action="append", required=True, metavar="URL",
+                       help="the center's URL; repeat it (or separate with commas) to fail over between centers")
+    agent.add_argument("--token-file", help="a file holding the agent token (else DIDBAN_AGENT_TOKEN)")
+    agent.add_argument("--secrets-file", help="dotenv-style file with DIDBAN_AGENT_TOKEN")
+    agent.add_argument("--buffer", help="the durable buffer file (default: didban-agent-LOCATION.buffer here)")
+    agent.add_argument("--listen", metavar="HOST:PORT", help="serve /healthz, /readyz and /metrics there")
+    agent.add_argument("--keepalive", action="store_true", help="reuse HTTP connections between checks")
+    agent.add_argument("--duration", type=float, help="stop after this many seconds")
+    agent.set_defaults(handler=cmd_agent)
+
     demo = commands.add_parser("demo", help="simulated e-services on 127.0.0.1, monitored for real")
     demo.add_argument("--config", default=str(SEED_CONFIG),
                       help="the seed agencies' config shipped with Didban (default), or your own")
@@ -976,8 +1060,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="admin API tokens")
     token_actions = token.add_subparsers(dest="action", required=True)
     create = with_store(token_actions.add_parser("create", help="create a token (printed once, stored hashed)"))
-    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer", "heartbeat"],
-                        help="heartbeat: the token a heartbeat service reports in with (--name is the service)")
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer", "heartbeat", "agent"],
+                        help="heartbeat: the token a heartbeat service reports in with (--name is the service); "
+                             "agent: the token a probe agent ships its results with (--name is its location)")
     create.add_argument("--name", default="token")
     create.add_argument("--expires-days", type=float, help="the token stops working after this many days")
     create.set_defaults(handler=cmd_token)

@@ -3,7 +3,8 @@
 A batch is gzip'd JSON ``{"results": [[seq, service, ts_ms, status, latency_ms, error, detail,
 http_status, cert_days_left], ...]}`` (``collector.buffer.result_row``).  Its location is the
 agent token's name, never anything in the body: an agent reports for its own location only.
-Bounds: 16 MiB compressed, 64 MiB once decompressed, 20,000 results; a result of a service this
+Bounds: 64 MiB once decompressed (aiohttp inflates a ``Content-Encoding: gzip`` body as it reads it,
+and stops at the bound with a 413), 20,000 results; a result of a service this
 center does not know, or from more than five minutes in the future, refuses the batch (the agent
 keeps it and says so) rather than storing part of it.
 """
@@ -11,13 +12,11 @@ keeps it and says so) rather than storing part of it.
 from __future__ import annotations
 
 import json
-import zlib
 
 from collector.buffer import row_result
 from core.model import ProbeResult
 
-MAX_COMPRESSED = 16 * 1024 * 1024
-MAX_DECOMPRESSED = 64 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024
 MAX_RESULTS = 20_000
 FUTURE_SLACK_MS = 5 * 60_000
 
@@ -28,19 +27,6 @@ class BadBatch(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
-
-
-def decompress(body: bytes, encoding: str) -> bytes:
-    if encoding.strip().lower() != "gzip":
-        return body
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, MAX_DECOMPRESSED)
-    except zlib.error as exc:
-        raise BadBatch(f"the body is not valid gzip ({exc})", 400) from None
-    if inflater.unconsumed_tail:
-        raise BadBatch(f"the batch decompresses to more than {MAX_DECOMPRESSED // 2**20} MiB", 413)
-    return data
 
 
 def read_batch(data: bytes, location: str, services: set[str], now_ms: int) -> list[tuple[int, ProbeResult]]:

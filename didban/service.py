@@ -23,8 +23,13 @@ EXIT_OK = 0
 
 async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepalive: bool,
                 duration: float | None, live_every: float | None, quiet: bool = False,
-                secrets_file: str | None = None, events: Any = None) -> int:
-    """Run the engine until a signal (or ``duration``), showing live state when asked."""
+                secrets_file: str | None = None, events: Any = None, center: bool = False,
+                probing: bool = True) -> int:
+    """Run the engine until a signal (or ``duration``), showing live state when asked.
+
+    ``center``: ``didban server`` — agents' batches are taken on ``POST /api/ingest`` and outages are
+    derived from the store's stream of results; ``probing`` False: it probes nothing itself.
+    """
     from collector.journal import Journal
     from didban.engine import Engine
     from didban.metrics import Metrics
@@ -37,7 +42,8 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
         alerts = Alerts(config, backend.outbox(), backend.subscribers(), backend.outbox(), Secrets.load(secrets_file))
     metrics = Metrics()
     journal = Journal(backend.journal_path(config.store.journal_dir))
-    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics, journal=journal)
+    engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics, journal=journal,
+                    follow=backend.feed() if center else None, probing=probing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,8 +119,19 @@ async def start_web(config: DidbanConfig, backend: Backend, engine: Any, metrics
 
     from didban.web.app import WebContext, build_app
 
-    context = WebContext(config, backend, prober=engine.probe_now, heartbeat=engine.heartbeat,
-                         problems=engine.problems, metrics=metrics, refresh=engine.refresh_gauges)
+    ingest = None
+    if engine.collector is not None and engine.collector.follow is not None:
+        collector = engine.collector
+
+        async def ingest(location: str, batch: list[Any], now_ms: int) -> tuple[int, int]:
+            # On the store's own thread and connection, in turn with the collector's writes.
+            stored = await collector.run_in_store(collector.store.ingest, location, batch, now_ms)
+            collector.wake()
+            return stored  # type: ignore[no-any-return]
+
+    context = WebContext(config, backend, prober=engine.probe_now if engine.probing else None,
+                         heartbeat=engine.heartbeat, problems=engine.problems, metrics=metrics,
+                         refresh=engine.refresh_gauges, ingest=ingest)
     runner = web.AppRunner(build_app(context), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.web.host, config.web.port)

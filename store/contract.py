@@ -261,8 +261,9 @@ class SubscriberStore(Protocol):
 
 # -- the web's records ------------------------------------------------------------
 
-# "heartbeat" tokens report one heartbeat service in (their name is the service) and can do nothing else.
-ROLES = ("viewer", "operator", "admin", "heartbeat")
+# "heartbeat" tokens report one heartbeat service in (their name is the service) and can do nothing else;
+# "agent" tokens ship one location's results (their name is the location) and can do nothing else.
+ROLES = ("viewer", "operator", "admin", "heartbeat", "agent")
 
 
 def token_digest(token: str) -> str:

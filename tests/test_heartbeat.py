@@ -137,12 +137,14 @@ async def test_silence_opens_an_outage_and_a_heartbeat_closes_it(tmp_path: Path)
     assert service["downtime_minutes"] > 0 and len(service["outages"]) == 1
 
 
-def test_the_openapi_document_says_which_names_a_heartbeat_token_may_have(tmp_path: Path) -> None:
+def test_the_openapi_document_says_which_names_heartbeat_and_agent_tokens_may_have(tmp_path: Path) -> None:
     from didban.web.api import document_for
 
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG.format(port=1), encoding="utf-8")
     token = document_for(load_config(path))["components"]["schemas"]["TokenIn"]
     assert "heartbeat" in token["properties"]["role"]["enum"]
-    assert token["if"] == {"properties": {"role": {"const": "heartbeat"}}, "required": ["role"]}
-    assert token["then"] == {"properties": {"name": {"enum": ["nightly-batch"]}}}
+    assert {"if": {"properties": {"role": {"const": "heartbeat"}}, "required": ["role"]},
+            "then": {"properties": {"name": {"enum": ["nightly-batch"]}}}} in token["allOf"]
+    assert {"if": {"properties": {"role": {"const": "agent"}}, "required": ["role"]},
+            "then": {"properties": {"name": {"enum": ["local"]}}}} in token["allOf"]

@@ -65,6 +65,40 @@ def run_of(pattern: str, service: str = "portal", location: str = "tabriz",
 # -- the hot path ----------------------------------------------------------------------
 
 
+def test_an_agents_batch_is_stored_once_however_often_it_is_sent(backend: Backend) -> None:
+    results = run_of("UUDDU", location="shiraz")
+    numbered = list(enumerate(results, start=1))
+    store = backend.store()
+    assert store.ingest("shiraz", numbered[:3], 5_000) == (3, 3)
+    assert store.ingest("shiraz", numbered[:3], 6_000) == (3, 0)  # sent again: nothing new
+    assert store.ingest("shiraz", numbered[1:], 7_000) == (5, 2)  # overlapping: only what it did not hold
+    assert store.ingest("shiraz", [], 8_000) == (5, 0)
+    assert store.results("portal", 0, 2**62) == results
+    [progress] = store.agents()
+    assert (progress.location, progress.last_seq, progress.last_result_ms, progress.last_ingest_ms) == \
+        ("shiraz", 5, results[-1].ts_ms, 8_000)
+    store.close()
+    # A second process (another center) sending the same batch stores nothing either.
+    other = backend.store()
+    assert other.ingest("shiraz", numbered, 9_000) == (5, 0)
+    assert other.count_results() == 5
+    other.close()
+
+
+def test_the_stream_of_results_is_in_stored_order_and_its_position_commits_with_the_batch(backend: Backend) -> None:
+    store = backend.store()
+    store.write(Batch(results=run_of("UUU")))
+    store.ingest("shiraz", list(enumerate(run_of("DD", location="shiraz"), start=1)), 1)
+    feed = backend.feed()
+    rows = feed.results_after(0, 0, 100)
+    assert [r.location for _, r in rows] == ["tabriz"] * 3 + ["shiraz"] * 2
+    assert feed.newest() == rows[-1][0]
+    store.write(Batch(cursor=("derive", rows[2][0])))
+    assert feed.position("derive") == rows[2][0]
+    feed.close()
+    store.close()
+
+
 def test_results_read_back_exactly_in_and_out_of_order(store: Any) -> None:
     written = [*run_of("UUD?U"), ProbeResult("portal", "tabriz", 10**9, Status.UP, 3.25, None, "ok", 200, 42.5)]
     scrambled = [written[3], written[0], written[5], written[1], written[4], written[2]]

@@ -27,7 +27,7 @@ from didban.tokens import BadToken, issue_token
 from store.contract import Store
 
 log = logging.getLogger("didban.web")
-ROLE_RANK = {"heartbeat": -1, "viewer": 0, "operator": 1, "admin": 2}  # a heartbeat token reads nothing
+ROLE_RANK = {"heartbeat": -1, "agent": -1, "viewer": 0, "operator": 1, "admin": 2}  # those two read nothing
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -77,9 +77,17 @@ class NoteIn(Body):
     note: str = Field(default="", max_length=2000)
 
 
+class IngestIn(Body):
+    """An agent's batch (the body may be gzip'd: Content-Encoding: gzip)."""
+
+    results: list[list[Any]] = Field(max_length=20_000, description="[seq, service, ts_ms, status, latency_ms, "
+                                     "error, detail, http_status, cert_days_left], sequence numbers increasing")
+
+
 class TokenIn(Body):
     name: str = Field(min_length=1, max_length=100)
-    role: Literal["viewer", "operator", "admin", "heartbeat"]  # heartbeat: name is the heartbeat service
+    # heartbeat: the name is the heartbeat service; agent: the name is the location it ships results for
+    role: Literal["viewer", "operator", "admin", "heartbeat", "agent"]
     expires_days: float | None = Field(default=None, ge=0.001, le=3650)  # at least about a minute and a half
 
 
@@ -123,14 +131,18 @@ def _ctx(request: web.Request) -> Any:
     return request.app[CONTEXT]
 
 
-def _who(request: web.Request, role: str) -> str:
+def _bearer(request: web.Request) -> str:
     # RFC 7235: the scheme is case-insensitive.  The header's value is never logged or echoed.
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         raise web.HTTPUnauthorized(text="a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return credentials.strip()
+
+
+def _who(request: web.Request, role: str) -> str:
     records = _ctx(request).records
     now = int(time.time() * 1000)
-    found = records.check_token(credentials.strip(), now)
+    found = records.check_token(_bearer(request), now)
     if found.state in ("revoked", "expired"):
         records.audit(found.name, request.method, request.path, 401, {"refused": f"{found.state} token"}, now)
         raise web.HTTPUnauthorized(text=f"this token is {found.state}", headers={"WWW-Authenticate": "Bearer"})
@@ -453,6 +465,28 @@ async def heartbeat(request: web.Request) -> web.Response:
                               "recorded_tehran": jalali(result.ts_ms)})
 
 
+async def ingest(request: web.Request) -> web.Response:
+    """An agent's batch of numbered results for its own location (the token's name), stored once."""
+    from didban.ingest import MAX_BODY, BadBatch, read_batch
+
+    context = _ctx(request)
+    found = context.records.check_token(_bearer(request), int(time.time() * 1000))
+    if found.state != "ok" or found.role != "agent":
+        raise web.HTTPUnauthorized(text="an agent token is required (didban token create --role agent --name "
+                                        "LOCATION)", headers={"WWW-Authenticate": "Bearer"})
+    if context.ingest is None:
+        raise web.HTTPServiceUnavailable(text="this process does not take agents' results (run didban server)")
+    body = await request.clone(client_max_size=MAX_BODY).read()  # gzip is inflated as it is read
+    now_ms = int(time.time() * 1000)
+    try:
+        batch = read_batch(body, found.name, {s.id for _, s in context.config.services()}, now_ms)
+    except BadBatch as exc:
+        return _error(exc.status, str(exc))
+    acknowledged, stored = await context.ingest(found.name, batch, now_ms)
+    return web.json_response({"location": found.name, "acknowledged": acknowledged, "stored": stored,
+                              "duplicates": len(batch) - stored})
+
+
 async def audit_log(request: web.Request) -> web.Response:
     _who(request, "admin")
     return web.json_response(_ctx(request).records.audit_log())
@@ -470,13 +504,17 @@ def document_for(config: Any) -> dict[str, Any]:
     for name in ("WindowIn", "ExclusionIn"):
         schemas[name]["properties"]["services"]["items"] = {"type": "string", "enum": known}
     # A heartbeat token is named after a heartbeat service of this deployment (didban.tokens says so too).
+    # An agent token is named after a location of this deployment.
     heartbeats = sorted(s.id for _, s in config.services() if s.heartbeat is not None)
     token = schemas["TokenIn"]
+    rules = [{"if": {"properties": {"role": {"const": "agent"}}, "required": ["role"]},
+              "then": {"properties": {"name": {"enum": sorted(loc.id for loc in config.locations)}}}}]
     if heartbeats:
-        token["if"] = {"properties": {"role": {"const": "heartbeat"}}, "required": ["role"]}
-        token["then"] = {"properties": {"name": {"enum": heartbeats}}}
+        rules.append({"if": {"properties": {"role": {"const": "heartbeat"}}, "required": ["role"]},
+                      "then": {"properties": {"name": {"enum": heartbeats}}}})
     else:
         token["properties"]["role"]["enum"] = [r for r in token["properties"]["role"]["enum"] if r != "heartbeat"]
+    token["allOf"] = rules
     return document
 
 
@@ -499,7 +537,8 @@ def _operation(summary: str, role: str | None, body: type[BaseModel] | None = No
     operation: dict[str, Any] = {"summary": summary, "responses": responses, "parameters": params or []}
     if role is not None:
         operation["security"] = [{"bearer": []}]
-        operation["description"] = f"Needs a token with the {role} role (or higher)."
+        operation["description"] = ("Needs an agent token (named after its location)." if role == "agent"
+                                    else f"Needs a token with the {role} role (or higher).")
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
@@ -557,6 +596,9 @@ ROUTES: list[tuple[str, str, Handler, dict[str, Any]]] = [
      _operation("A heartbeat service reports in (the token: `didban token create --role heartbeat --name SERVICE`)",
                 None, params=[_path_param("token")])),
     ("GET", "/api/audit", audit_log, _operation("The audit log of API writes", "admin", ok_type="array")),
+    ("POST", "/api/ingest", ingest,
+     _operation("A probe agent ships a batch of its numbered results (gzip'd JSON; stored once)", "agent",
+                IngestIn)),
     ("GET", "/api/tokens", list_tokens, _operation("API tokens (never their values)", "admin", ok_type="array")),
     ("POST", "/api/tokens", create_token,
      _operation("Create a token; its value is in this answer only", "admin", TokenIn, ok=201)),
@@ -570,7 +612,7 @@ def _document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for method, path, _, operation in ROUTES:
         paths.setdefault(path, {})[method.lower()] = operation
-    for model in (WindowIn, WindowUpdate, ExclusionIn, AckIn, NoteIn, TokenIn):
+    for model in (WindowIn, WindowUpdate, ExclusionIn, AckIn, NoteIn, TokenIn, IngestIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

@@ -123,6 +123,7 @@ LABELS.update({
     "role_operator": {"fa": "کارشناس", "en": "operator"},
     "role_admin": {"fa": "مدیر", "en": "admin"},
     "role_heartbeat": {"fa": "ضربان (فقط گزارش حیات)", "en": "heartbeat (reports in only)"},
+    "role_agent": {"fa": "عامل پایش (فقط ارسال نتایج)", "en": "agent (ships results only)"},
     "nav_services": {"fa": "خدمات", "en": "Services"},
     "nav_maintenance": {"fa": "نگهداری", "en": "Maintenance"},
     "nav_exclusions": {"fa": "استثناهای زیرساخت", "en": "Exclusions"},
