@@ -216,6 +216,19 @@ class Notifier:
             now_ms,
         )
 
+    def location_silent(self, location: str, silent: bool, since_ms: int, now_ms: int) -> int:
+        """A probe location went silent (missing coverage, not downtime) or returned: the first-level staff of
+        every agency, once per silence (its start names the event)."""
+        recipients = {(r.channel, r.address): r for staff in self.alerting.staff if staff.levels
+                      for r in (self._recipient(c) for c in staff.levels[0])}
+        kind = "location_silent" if silent else "location_back"
+        url = self.alerting.status_page_url.rstrip("/") + "/admin"
+        notices = [notice(kind, f"location:{location}:{kind}:{since_ms}", r.channel, r.kind, r.address, r.lang,
+                          {"location": location, "since": when(since_ms, r.lang), "status_url": url},
+                          self._max_segments.get(r.channel, 2))
+                   for r in recipients.values()]
+        return self.outbox.enqueue(notices, now_ms) if notices else 0
+
     # -- subscriptions and tests -----------------------------------------------------------------
 
     def confirm_subscription(self, service: str, kind: str, address: str, lang: str, code: str, token: str,

@@ -22,7 +22,7 @@ from store.contract import Notice
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KINDS = ("outage_opened", "outage_closed", "maintenance_announced", "maintenance_reminder", "maintenance_started",
          "maintenance_ended", "maintenance_overran", "sla_at_risk", "credit_issued", "flapping",
-         "subscription_confirm", "test")
+         "subscription_confirm", "test", "location_silent", "location_back")
 _TEXT = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
                            undefined=jinja2.StrictUndefined)
 _HTML = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)

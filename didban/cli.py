@@ -233,8 +233,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = _status_rows(config, backend)
     if args.json:
         _print_json(rows)
-    else:
-        print(render_status_table(rows))
+        return EXIT_OK
+    print(render_status_table(rows))
+    from didban.locations import location_states
+
+    with backend.store() as store:
+        progress = store.agents()
+    if progress:  # agents ship to this store: where each location stands (a silent one is missing coverage)
+        now = _now_ms()
+        print(f"\n{'LOCATION':<26} {'STATE':<8} {'LAST RESULT (Tehran)':<22} {'LAG':>9}")
+        for state in location_states(config, progress, now):
+            shown = "silent" if state.silent else "ok" if state.reported else "no agent"
+            last = state.as_json(now)
+            lag = f"{last['lag_seconds']:.0f} s" if last["lag_seconds"] is not None else "-"
+            print(f"{state.location:<26} {shown:<8} {last['last_result_tehran'] or '-':<22} {lag:>9}")
     return EXIT_OK
 
 

@@ -32,7 +32,9 @@ from collector.collector import Collector, ServicePolicy
 from collector.journal import Journal
 from core.config import DidbanConfig, ServiceConfig
 from core.model import ErrorClass, OutageEvent, ProbeResult, Status
+from core.timefmt import jalali
 from didban.dispatch import Dispatcher, ScheduledCheck
+from didban.locations import LocationState, LocationWatch
 from didban.supervisor import Supervisor
 from probes.base import ProbeContext
 from probes.canary import CanaryGuard
@@ -154,6 +156,7 @@ class Engine:
         self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
         self._last_beat: dict[str, float] = {}  # heartbeat service → when it last reported in (epoch s)
         self._insufficient_warned: set[str] = set()
+        self._location_watch = LocationWatch()
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
         self.on_result: Callable[[ProbeResult], None] | None = None  # e.g. the demo's event log
@@ -242,6 +245,10 @@ class Engine:
             scheduler.add_job(supervised("month-gauges", self.month_gauges), IntervalTrigger(minutes=5),
                               id="month-gauges", max_instances=1, coalesce=True,
                               next_run_time=datetime.now(UTC) + timedelta(seconds=5))
+        if self.store_jobs.follow is not None:  # a center watches its probe locations
+            scheduler.add_job(supervised("location-watch", self.watch_locations), IntervalTrigger(seconds=15),
+                              id="location-watch", max_instances=1, coalesce=True,
+                              next_run_time=datetime.now(UTC) + timedelta(seconds=1))
         # Retention runs at night, Tehran time, when the portals are quiet.
         scheduler.add_job(supervised("retention", self.compact), CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
                           id="retention", max_instances=1, coalesce=True)
@@ -331,6 +338,25 @@ class Engine:
         for figures in settled.report.services:
             self.metrics.service_month.labels(figures.service).set(
                 float(truncate_percent(figures.availability_percent)))
+
+    async def watch_locations(self) -> list[LocationState]:
+        """Where each probe location stands; one notice when one goes silent and one when it returns."""
+        from didban.locations import location_states
+
+        now_ms = int(self.clock() * 1000)
+        progress = await self.store_jobs.run_in_store(self.store_jobs.store.agents)
+        states = location_states(self.config, progress, now_ms)
+        if self.metrics is not None:
+            for state in states:
+                if state.reported:
+                    self.metrics.location_age.labels(state.location).set(state.lag_seconds(now_ms) or 0.0)
+                    self.metrics.location_silent.labels(state.location).set(int(state.silent))
+        for location, silent, since_ms in self._location_watch.changes(states):
+            log.warning("probe location %s %s (last batch %s Tehran time)", location,
+                        "silent: missing coverage, not downtime" if silent else "reporting again", jalali(since_ms))
+            if self.alerts is not None:
+                await self.alerts.call(self.alerts.notifier.location_silent, location, silent, since_ms, now_ms)
+        return states
 
     async def probe_now(self, service_id: str) -> ProbeResult | None:
         """Check a service at once (a citizen reported a fault); the result is stored like any other."""

@@ -46,6 +46,12 @@ class Metrics:
         self.agent_shipped = Gauge("didban_agent_shipped_results", "Results a center acknowledged since start",
                                    registry=self.registry)
 
+        # A center's probe locations (bounded: the configured ones).
+        self.location_age = Gauge("didban_location_last_result_age_seconds", "Age of the newest result stored "
+                                  "for a probe location", ["location"], registry=self.registry)
+        self.location_silent = Gauge("didban_location_silent", "1 while a probe location has shipped nothing for "
+                                     "longer than agent.silent_after_seconds", ["location"], registry=self.registry)
+
         # One series per service (bounded cardinality: the configured services, no location or error label).
         self.service_state = Gauge("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
                                    ["service"], registry=self.registry)

@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -305,3 +306,89 @@ async def test_an_agent_killed_mid_batch_loses_only_the_checks_in_flight(tmp_pat
     assert sum(stored(db).values()) > 200
     assert lost <= services, f"{lost} answered checks were never stored"  # at most one in flight per service
     assert not stored(db) - counts.answered  # nothing stored that no target answered
+
+
+# -- the center watches its locations ----------------------------------------------------------------
+
+
+def test_a_location_is_silent_after_the_bound_and_its_silence_is_told_once() -> None:
+    from didban.locations import LocationWatch, location_states
+    from store.contract import AgentProgress
+
+    config = make_config([{"id": "portal", "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]}],
+                         locations=[{"id": "shiraz"}, {"id": "tabriz"}], agent={"silent_after_seconds": 60})
+    watch = LocationWatch()
+    seen = [AgentProgress("shiraz", 10, 1_000, 2_000)]
+    at = {s.location: s for s in location_states(config, seen, 2_000 + 60_000)}
+    assert not at["shiraz"].silent and not at["tabriz"].reported  # no agent yet: not silent, just absent
+    assert watch.changes(list(at.values())) == []
+    later = location_states(config, seen, 2_000 + 60_001)
+    assert [s.silent for s in later] == [True, False]
+    assert watch.changes(later) == [("shiraz", True, 2_000)]
+    assert watch.changes(later) == []  # told once
+    back = location_states(config, [AgentProgress("shiraz", 11, 90_000, 95_000)], 96_000)
+    assert watch.changes(back) == [("shiraz", False, 2_000)]
+
+
+@pytest.mark.slow
+async def test_a_silent_agent_is_shown_everywhere_and_staff_are_told_once(tmp_path: Path,
+                                                                         farm: tuple[Farm, int]) -> None:
+    _, target = farm
+    config, db, port, token = setup_center(tmp_path, target, services=1)
+    text = config.read_text(encoding="utf-8").replace("scheduler:", """agent: {silent_after_seconds: 2}
+alerting:
+  channels: [{type: email, id: mail, host: 127.0.0.1, port: 9, sender: "Didban <noreply@didban.ir>"}]
+  staff: [{agency: agency, levels: [[{channel: mail, to: "it-director@eaz.ir", lang: fa}]]}]
+scheduler:""")
+    config.write_text(text, encoding="utf-8")
+    center = await didban("server", "--config", str(config), "--db", str(db), cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    agent_args = ("agent", "--config", str(config), "--location", "shiraz", "--center", base, "--token-file",
+                  str(token))
+    import subprocess
+
+    viewer = subprocess.run([sys.executable, "-m", "didban.cli", "token", "create", "--role", "viewer", "--config",
+                             str(config), "--db", str(db)], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60).stdout.strip()
+
+    async def locations() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{base}/api/agents", headers={"Authorization": f"Bearer {viewer}"}) as answer:
+            return {row["location"]: row for row in await answer.json()}
+
+    def notices() -> list[str]:
+        with sqlite3.connect(db) as connection:
+            return [row[0] for row in connection.execute("SELECT subject FROM outbox ORDER BY id")]
+
+    try:
+        await asyncio.to_thread(wait_http, f"{base}/healthz", 20)
+        agent = await didban(*agent_args, cwd=tmp_path)
+        await asyncio.sleep(4)
+        assert (await locations())["shiraz"]["silent"] is False
+        await stopped(agent)
+
+        async def silent() -> bool:
+            return bool((await locations())["shiraz"]["silent"]) and len(notices()) == 1
+
+        await eventually(silent, 30)
+        shown = await locations()
+        assert shown["shiraz"]["last_result_tehran"].startswith("14") and shown["tabriz"]["reported"] is False
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as answer:
+            assert 'didban_location_silent{location="shiraz"} 1.0' in await answer.text()
+        status = subprocess.run([sys.executable, "-m", "didban.cli", "status", "--config", str(config), "--db",
+                                 str(db)], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert re.search(r"^shiraz\s+silent\s+14", status.stdout, re.MULTILINE), status.stdout
+        assert notices() == ["محل پایش خاموش: shiraz"]
+        await asyncio.sleep(16)  # a few more rounds of the watch: still one notice
+        assert len(notices()) == 1
+        agent = await didban(*agent_args, cwd=tmp_path)
+
+        async def back() -> bool:
+            return len(notices()) == 2
+
+        await eventually(back, 30)
+        assert notices()[1] == "محل پایش دوباره فعال: shiraz"
+        await stopped(agent)
+    finally:
+        await stopped(center)

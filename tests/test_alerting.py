@@ -108,7 +108,8 @@ VALUES = {"service": "پورتال", "agency": "اداره", "start": "۱۴۰۳/
           "error": "timeout", "code": "OT-AAAA-BBBB", "status_url": "http://127.0.0.1/s/portal", "level": 0,
           "duration": "۲ ساعت", "late": True, "notice_hours": 10, "window": "MW-1", "hours": 24, "rule": "fast",
           "burned": "3%", "availability": "99.10", "target": 99.5, "month": "1403-07", "credit_percent": 10,
-          "amount": 0, "count": 5, "minutes": 30, "unsubscribe_url": "http://127.0.0.1/u/t", "when": "now"}
+          "amount": 0, "count": 5, "minutes": 30, "unsubscribe_url": "http://127.0.0.1/u/t", "when": "now",
+          "location": "shiraz", "since": "۱۴۰۳/۰۷/۰۱ ۱۰:۰۰"}
 
 
 @pytest.mark.parametrize("lang", ["fa", "en"])

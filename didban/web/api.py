@@ -487,6 +487,17 @@ async def ingest(request: web.Request) -> web.Response:
                               "duplicates": len(batch) - stored})
 
 
+async def agents(request: web.Request) -> web.Response:
+    """Each probe location: its newest stored result, how old it is, whether it has gone silent."""
+    from didban.locations import location_states
+
+    _who(request, "viewer")
+    now_ms = int(time.time() * 1000)
+    with _store(request) as store:
+        progress = store.agents()
+    return web.json_response([s.as_json(now_ms) for s in location_states(_ctx(request).config, progress, now_ms)])
+
+
 async def audit_log(request: web.Request) -> web.Response:
     _who(request, "admin")
     return web.json_response(_ctx(request).records.audit_log())
@@ -595,6 +606,8 @@ ROUTES: list[tuple[str, str, Handler, dict[str, Any]]] = [
     ("POST", "/api/heartbeat/{token}", heartbeat,
      _operation("A heartbeat service reports in (the token: `didban token create --role heartbeat --name SERVICE`)",
                 None, params=[_path_param("token")])),
+    ("GET", "/api/agents", agents,
+     _operation("Probe locations: newest result, lag, silent or not", "viewer", ok_type="array")),
     ("GET", "/api/audit", audit_log, _operation("The audit log of API writes", "admin", ok_type="array")),
     ("POST", "/api/ingest", ingest,
      _operation("A probe agent ships a batch of its numbered results (gzip'd JSON; stored once)", "agent",
