@@ -86,9 +86,11 @@ class Collector:
         journal: Journal | None = None,
         spawn: Callable[[str, Callable[[], Coroutine[Any, Any, None]]], asyncio.Task[None]] | None = None,
         follow: FeedSource | None = None,
+        may_derive: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.follow = follow  # a center: outages are derived from the store's stream of results
+        self._may_derive = may_derive  # several centers: only the lease holder derives
         self.policies = policies
         self.stats = CollectorStats()
         # A plain deque and a wake-up event: an asyncio.Queue's per-item
@@ -320,7 +322,15 @@ class Collector:
         assert self.follow is not None
         source = self.follow
         position = await self.run_in_store(_stream_start, source)
+        leading = True
         while True:
+            if not self._may_derive():
+                leading = False
+                await asyncio.sleep(1.0)
+                continue
+            if not leading:  # the lease came (back) to us: another center derived meanwhile
+                position = await self._resume(source)
+                leading = True
             rows = await self.run_in_store(source.results_after, position, 0, self._batch_size)
             if not rows:
                 self._stream_wake.clear()
@@ -336,6 +346,18 @@ class Collector:
             position = rows[-1][0]
             for outage in outages:
                 await self._publish(outage)
+
+    async def _resume(self, source: FeedSource) -> int:
+        """The trackers, open outages and position as the last deriver committed them."""
+        states = await self.run_in_store(self.store.tracker_states)
+        self._trackers = {}
+        for (service, location), state in states.items():
+            policy = self.policies.get(service)
+            if policy is not None:
+                self._trackers.setdefault(service, {})[location] = RunTracker(policy.interval_ms,
+                                                                              policy.failure_threshold, state)
+        self._open = await self.run_in_store(self.store.open_outages)
+        return await self.run_in_store(_stream_start, source)
 
     def _derive(self, items: list[ProbeResult]) -> Batch:
         """Advance the online outage state with a batch of results (in time order)."""

@@ -42,6 +42,7 @@ from probes.loopwatch import LoopWatch
 from probes.resolver import make_resolver
 from probes.runner import CompiledCheck, compile_check, compile_service, run_check
 from store.contract import FeedSource, Store
+from store.lease import Lease
 
 if TYPE_CHECKING:
     from alerting.service import Alerts
@@ -110,6 +111,7 @@ class Engine:
         *,
         sink: ResultSink | None = None,
         follow: FeedSource | None = None,
+        lease: Lease | None = None,
         probing: bool = True,
         clock: Callable[[], float] = time.time,
         keepalive: bool = False,
@@ -124,6 +126,8 @@ class Engine:
         self.keepalive = keepalive
         self.supervisor = Supervisor(metrics)
         self.probing = probing  # False: a center that probes nothing itself (it watches heartbeats only)
+        # Several centers on one store: the jobs that must run once run on the lease holder only.
+        self.lease = lease
         # An agent hands its results to a shipper; everyone else to a collector that stores them and
         # derives outages (online, or, on a center, from the store's stream of results: ``follow``).
         self.collector: Collector | None = None
@@ -139,6 +143,7 @@ class Engine:
                 journal=journal,
                 spawn=self.supervisor.spawn,
                 follow=follow,
+                may_derive=self.leading,
             )
         self.sink: ResultSink = sink if sink is not None else self.collector  # type: ignore[assignment]
         self.lag = LagStats()
@@ -163,6 +168,29 @@ class Engine:
         if alerts is not None and self.collector is not None:
             self.collector.subscribe(self._on_outage_event)
 
+    def leading(self) -> bool:
+        """Whether this process runs the jobs that must run once (always, unless centers share a lease)."""
+        return self.lease is None or self.lease.held
+
+    def _once(self, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+        async def run() -> object:
+            return await job() if self.leading() else None
+
+        return run
+
+    async def renew_lease(self) -> bool:
+        """Take the lease when it is free, keep it while it is ours; say so when that changes."""
+        assert self.lease is not None
+        had = self.lease.held
+        held = await asyncio.to_thread(self.lease.renew)
+        if held != had:
+            log.warning("%s the lease: %s", "took" if held else "lost",
+                        "this center now derives outages, closes months and sends escalations" if held
+                        else "another center (or none, while the store is unreachable) runs the jobs that run once")
+        if self.metrics is not None:
+            self.metrics.lease_held.set(int(held))
+        return held
+
     @property
     def store_jobs(self) -> Collector:
         """The collector, for the jobs that read and write the store (never on an agent)."""
@@ -173,6 +201,8 @@ class Engine:
 
     async def open(self) -> None:
         """Everything but the schedule: HTTP session, canaries, collector."""
+        if self.lease is not None:
+            await self.renew_lease()  # before the collector starts: the first center up leads at once
         scheduler = self.config.scheduler
         resolver = make_resolver(scheduler.nameservers)
         self._session = make_session(scheduler.max_concurrency, self.keepalive, resolver)
@@ -206,7 +236,8 @@ class Engine:
                 if self.collector is None:
                     continue  # heartbeats report to the center, not to an agent
                 self._last_beat[service.id] = now  # never charged for the time before this process ran
-                scheduler.add_job(supervised(f"heartbeat:{service.id}", partial(self._heartbeat_overdue, service)),
+                watch = self._once(partial(self._heartbeat_overdue, service))
+                scheduler.add_job(supervised(f"heartbeat:{service.id}", watch),
                                   IntervalTrigger(seconds=interval), id=f"check:{service.id}", max_instances=1,
                                   coalesce=True)
                 continue
@@ -233,25 +264,31 @@ class Engine:
         """The jobs of the system of record: closes, notices, materialization, gauges, retention."""
         # Months close once they have ended in Tehran plus the grace period for late results;
         # the same job turns evidence that arrives later into ledger adjustments.
-        scheduler.add_job(supervised("month-close", self.settle_due), IntervalTrigger(minutes=15), id="settlement",
-                          max_instances=1, coalesce=True)
+        once = self._once
+        if self.lease is not None:
+            scheduler.add_job(supervised("lease", self.renew_lease), IntervalTrigger(seconds=5), id="lease",
+                              max_instances=1, coalesce=True)
+        scheduler.add_job(supervised("month-close", once(self.settle_due)), IntervalTrigger(minutes=15),
+                          id="settlement", max_instances=1, coalesce=True,
+                          next_run_time=datetime.now(UTC) + timedelta(seconds=20))  # a due month, soon after a start
         if self.alerts is not None:
-            scheduler.add_job(supervised("notifier", self.alert_tick), IntervalTrigger(minutes=1), id="alerts",
+            scheduler.add_job(supervised("notifier", once(self.alert_tick)), IntervalTrigger(minutes=1), id="alerts",
                               max_instances=1, coalesce=True)
         # Derived segments are stored as results age, so month figures never re-read a month of results.
-        scheduler.add_job(supervised("materializer", self.materialize), IntervalTrigger(minutes=30), id="materialize",
-                          max_instances=1, coalesce=True)
+        scheduler.add_job(supervised("materializer", once(self.materialize)), IntervalTrigger(minutes=30),
+                          id="materialize", max_instances=1, coalesce=True)
         if self.metrics is not None:  # month-to-date per service on /metrics, from the settlement itself
             scheduler.add_job(supervised("month-gauges", self.month_gauges), IntervalTrigger(minutes=5),
                               id="month-gauges", max_instances=1, coalesce=True,
                               next_run_time=datetime.now(UTC) + timedelta(seconds=5))
         if self.store_jobs.follow is not None:  # a center watches its probe locations
-            scheduler.add_job(supervised("location-watch", self.watch_locations), IntervalTrigger(seconds=15),
+            scheduler.add_job(supervised("location-watch", once(self.watch_locations)), IntervalTrigger(seconds=15),
                               id="location-watch", max_instances=1, coalesce=True,
                               next_run_time=datetime.now(UTC) + timedelta(seconds=1))
         # Retention runs at night, Tehran time, when the portals are quiet.
-        scheduler.add_job(supervised("retention", self.compact), CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"),
-                          id="retention", max_instances=1, coalesce=True)
+        scheduler.add_job(supervised("retention", once(self.compact)),
+                          CronTrigger(hour=3, minute=30, timezone="Asia/Tehran"), id="retention", max_instances=1,
+                          coalesce=True)
 
     async def stop(self) -> None:
         self._stopping = True  # a check handed over but not begun must not start now
@@ -386,8 +423,16 @@ class Engine:
         """Each interval: a heartbeat missing for longer than the interval plus the grace is a failed check."""
         assert service.heartbeat is not None
         now = self.clock()
+        allowed = service.interval_seconds + service.heartbeat.grace_seconds
+        if self.collector is not None and self.collector.follow is not None:
+            # Several centers: the heartbeat may have reported to another one; the store has it.
+            recent = await self.collector.run_in_store(self.collector.store.results, service.id,
+                                                       int((now - 2 * allowed) * 1000), int(now * 1000) + 1)
+            beats = [r.ts_ms / 1000 for r in recent if r.status is Status.UP]
+            if beats:
+                self._last_beat[service.id] = max(self._last_beat[service.id], max(beats))
         silent_s = now - self._last_beat[service.id]
-        if silent_s <= service.interval_seconds + service.heartbeat.grace_seconds:
+        if silent_s <= allowed:
             return
         result = ProbeResult(service.id, self.location, int(now * 1000), Status.DOWN, 0.0,
                              ErrorClass.HEARTBEAT_MISSED.value,

@@ -46,6 +46,8 @@ class Metrics:
         self.agent_shipped = Gauge("didban_agent_shipped_results", "Results a center acknowledged since start",
                                    registry=self.registry)
 
+        self.lease_held = Gauge("didban_lease_held", "1 while this center holds the lease (it derives outages, "
+                                "closes months, sends escalations)", registry=self.registry)
         # A center's probe locations (bounded: the configured ones).
         self.location_age = Gauge("didban_location_last_result_age_seconds", "Age of the newest result stored "
                                   "for a probe location", ["location"], registry=self.registry)

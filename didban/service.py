@@ -17,6 +17,7 @@ from typing import Any
 
 from core.config import DidbanConfig, InfluxConfig, Secrets
 from store.backend import Backend
+from store.lease import Lease
 
 EXIT_OK = 0
 
@@ -43,7 +44,8 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
     metrics = Metrics()
     journal = Journal(backend.journal_path(config.store.journal_dir))
     engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics, journal=journal,
-                    follow=backend.feed() if center else None, probing=probing)
+                    follow=backend.feed() if center else None, lease=Lease(backend) if center else None,
+                    probing=probing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
