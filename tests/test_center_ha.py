@@ -185,3 +185,24 @@ async def test_the_lease_holder_killed_the_other_center_carries_on(tmp_path: Pat
     assert count(f"SELECT count(*) FROM month_closes WHERE month = '{month}'") == 1
     assert count("SELECT count(*) FROM outages") == 1  # one outage of the broken service, derived once
     assert count("SELECT count(*) FROM outbox WHERE event LIKE 'outage:%'") == 1  # announced once
+
+
+def test_the_compose_file_shows_the_topology_and_the_image_holds_every_package() -> None:
+    import tomllib
+
+    from ruamel.yaml import YAML
+
+    compose = YAML(typ="safe").load((ROOT / "deploy/docker-compose.ha.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    centers = [s for s in services.values() if s.get("command", [])[:2] == ["didban", "server"]]
+    agents = {name: s for name, s in services.items() if s.get("command", [])[:2] == ["didban", "agent"]}
+    assert "postgres" in services and len(centers) == 2 and len(agents) == 3
+    assert {c["environment"]["DIDBAN_STORE_URL"] for c in centers} == {"postgresql://didban@postgres:5432/didban"}
+    for agent in agents.values():
+        command = agent["command"]
+        assert command.count("--center") == 2  # it fails over between the centers
+        assert agent["environment"]["DIDBAN_AGENT_TOKEN"].startswith("${AGENT_TOKEN_")  # a secret from .env
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text(encoding="utf-8")
+    for package in {p.split(".")[0] for p in packages}:
+        assert f"COPY {package} {package}" in dockerfile, package
