@@ -187,6 +187,11 @@ class Engine:
             log.warning("%s the lease: %s", "took" if held else "lost",
                         "this center now derives outages, closes months and sends escalations" if held
                         else "another center (or none, while the store is unreachable) runs the jobs that run once")
+            if held and self._scheduler is not None:  # what the last holder may have left: looked at soon
+                soon = datetime.now(UTC) + timedelta(seconds=2)
+                for job in ("settlement", "alerts"):
+                    if self._scheduler.get_job(job) is not None:
+                        self._scheduler.modify_job(job, next_run_time=soon)
         if self.metrics is not None:
             self.metrics.lease_held.set(int(held))
         return held
@@ -282,7 +287,7 @@ class Engine:
                               id="month-gauges", max_instances=1, coalesce=True,
                               next_run_time=datetime.now(UTC) + timedelta(seconds=5))
         if self.store_jobs.follow is not None:  # a center watches its probe locations
-            scheduler.add_job(supervised("location-watch", once(self.watch_locations)), IntervalTrigger(seconds=15),
+            scheduler.add_job(supervised("location-watch", once(self.watch_locations)), IntervalTrigger(seconds=5),
                               id="location-watch", max_instances=1, coalesce=True,
                               next_run_time=datetime.now(UTC) + timedelta(seconds=1))
         # Retention runs at night, Tehran time, when the portals are quiet.

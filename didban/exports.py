@@ -23,7 +23,7 @@ from core.config import DidbanConfig
 from core.model import iso_utc
 from core.timefmt import jalali, persian_digits
 from didban.evidence import archive_bytes, maintenance_to_json, tail_end, write_pack
-from didban.settlement import SettledMonth, Snapshot, snapshot
+from didban.settlement import SettledMonth, Snapshot, observers, snapshot
 from sla_calc.month import truncate_percent
 from sla_calc.periods import JalaliMonth
 from store.contract import Store, WebRecordStore
@@ -67,7 +67,8 @@ def build_model(config: DidbanConfig, store: Store, records: WebRecordStore, set
                 "outages": [
                     {"start": iso_utc(o.start_ms), "end": iso_utc(o.end_ms), "start_jalali": jalali(o.start_ms),
                      "end_jalali": jalali(o.end_ms), "minutes": round((o.end_ms - o.start_ms) / 60_000, 3),
-                     "excluded_minutes": round(o.excluded_ms / 60_000, 3)}
+                     "excluded_minutes": round(o.excluded_ms / 60_000, 3),
+                     "locations": observers(store, service, o.start_ms, o.end_ms)}  # the cities that saw it
                     for o in figures.outages
                 ],
                 "late_maintenance": [{"id": late.id, "hours_short": late.hours_short}

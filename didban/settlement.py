@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import AgreementConfig, DidbanConfig
+from core.config import AgreementConfig, DidbanConfig, ServiceConfig
 from core.model import (
     AgreementTerms,
     Credit,
@@ -317,6 +317,14 @@ def window_downtime(config: DidbanConfig, store: Store, service_id: str, start_m
                               config.agreement(service.agreement).notice_hours, (start_ms, end_ms))
     _, down, excluded_ms = downtime_in(per_location, (start_ms, end_ms), excluded.intervals)
     return sum(e - s for s, e in down) - excluded_ms
+
+
+def observers(store: Store, service: ServiceConfig, start_ms: int, end_ms: int) -> list[str]:
+    """The locations whose own results were down in [start, end): where an outage was seen from."""
+    interval_ms = round(service.interval_seconds * 1000)
+    return [location for location in store.locations_of(service.id)
+            if any(down and s < end_ms and e > start_ms for s, e, down in store.period_segments(
+                service.id, location, start_ms, end_ms, interval_ms, service.failure_threshold))]
 
 
 # -- announcing maintenance ----------------------------------------------------------------------

@@ -18,4 +18,4 @@ ensure_apt "${SERVICE_APT_PACKAGES[@]}" poppler-utils chromium prometheus victor
 .venv/bin/ruff check .
 .venv/bin/mypy
 mkdir -p test-artifacts
-.venv/bin/pytest -q -p no:cacheprovider "$@"
+.venv/bin/pytest -q -p no:cacheprovider --durations=15 "$@"

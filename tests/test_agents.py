@@ -380,7 +380,7 @@ scheduler:""")
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert re.search(r"^shiraz\s+silent\s+14", status.stdout, re.MULTILINE), status.stdout
         assert notices() == ["محل پایش خاموش: shiraz"]
-        await asyncio.sleep(16)  # a few more rounds of the watch: still one notice
+        await asyncio.sleep(11)  # two more rounds of the watch: still one notice
         assert len(notices()) == 1
         agent = await didban(*agent_args, cwd=tmp_path)
 

@@ -278,6 +278,7 @@ def test_json_export_carries_the_details(store: SqliteStore, tmp_path: Path) -> 
     model = json.loads(path.read_text(encoding="utf-8"))
     portal = model["agencies"][0]["services"][0]
     assert portal["outages"][0]["minutes"] == 300 and portal["outages"][0]["start_jalali"].startswith("1403/07/01")
+    assert portal["outages"][0]["locations"] == ["tabriz"]  # where the outage was seen from
     assert len(model["evidence_pack_sha256"]) == 64
 
 

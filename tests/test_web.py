@@ -96,6 +96,7 @@ async def test_status_page_is_persian_rtl_with_jalali_dates_and_the_outage(clien
     assert NAME_FA in html
     assert re.search(r"۱۴\d\d/\d\d/\d\d", html.translate(str.maketrans("0123456789", "0123456789")))
     assert ("state-down" in html and "OT-" not in html) or "ادامه دارد" in html  # the open outage is listed
+    assert "<th>مشاهده از</th>" in html and "<td>tabriz</td>" in html  # and where it was seen from
     assert html.count('class="bar ') == 2 * 90
     assert "Content-Security-Policy" in response.headers
 

@@ -46,6 +46,7 @@ LABELS: dict[str, dict[str, str]] = {
     "code": {"fa": "کد پیگیری", "en": "Tracking code"},
     "duration": {"fa": "مدت", "en": "Duration"},
     "ongoing": {"fa": "ادامه دارد", "en": "ongoing"},
+    "seen_from": {"fa": "مشاهده از", "en": "Seen from"},
     "no_incidents": {"fa": "در ۹۰ روز اخیر رخدادی ثبت نشده است.", "en": "No incidents in the last 90 days."},
     "past_months": {"fa": "ماه‌های گذشته", "en": "Past months"},
     "month": {"fa": "ماه", "en": "Month"},

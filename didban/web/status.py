@@ -173,8 +173,9 @@ class StatusBoard:
         midnights = tehran_midnights(now_ms, HISTORY_DAYS)
         month = JalaliMonth.containing(now_ms)
         start = min(midnights[0], month.start_ms())
+        locations = list(store.locations_of(service.id))
         per_location = [store.period_segments(service.id, loc, start, now_ms, interval_ms, service.failure_threshold)
-                        for loc in store.locations_of(service.id)]
+                        for loc in locations]
         combined = quorum_segments([s for s in per_location if s]) if any(per_location) else []
         down = union(clip(((s, e) for s, e, d in combined if d), start, now_ms))
         covered = union(clip(((s, e) for s, e, _ in combined), start, now_ms))
@@ -186,7 +187,8 @@ class StatusBoard:
             days.append(DayBar(jalali(midnight, with_time=False), round(day_down, 1), has_data,
                                _level(day_down, has_data)))
         maintenance_windows = store.maintenance(now_ms, now_ms + 60 * DAY_MS)
-        incidents = [self._incident(o, now_ms) for o in reversed(store.outages(service.id, midnights[0], now_ms))]
+        incidents = [self._incident(o, now_ms, locations, per_location)
+                     for o in reversed(store.outages(service.id, midnights[0], now_ms))]
         upcoming = []
         for w in maintenance_windows:
             if w.cancelled or not applies(w.services, service.id):
@@ -224,9 +226,14 @@ class StatusBoard:
         )
 
     @staticmethod
-    def _incident(outage: Outage, now_ms: int) -> dict[str, Any]:
+    def _incident(outage: Outage, now_ms: int, locations: list[str], per_location: list[list[Any]]
+                  ) -> dict[str, Any]:
         end = outage.end_ms
+        until = end or now_ms
+        # Where it was seen from: the locations whose own results were down during it.
+        seen = [loc for loc, segments in zip(locations, per_location, strict=True)
+                if any(down and s < until and e > outage.start_ms for s, e, down in segments)]
         # An ongoing outage shows how long it has lasted so far, in seconds until it reaches a minute.
         return {"code": outage.tracking_code, "start": jalali(outage.start_ms),
                 "end": jalali(end) if end else None, "open": end is None,
-                "elapsed_ms": (end or now_ms) - outage.start_ms, "error": outage.error}
+                "elapsed_ms": until - outage.start_ms, "error": outage.error, "locations": seen}
