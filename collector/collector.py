@@ -28,7 +28,9 @@ reporting for it are in a counted run of ``down`` (``sla_calc.derive.quorum_down
 the rule the monthly maths applies).  A location abstains while its latest
 result is ``unknown`` (its canaries failed: its own network is down) or when it
 has reported nothing for two intervals; an abstaining location never makes
-downtime.
+downtime.  Late results (a partitioned agent draining its buffer) cannot
+change the verdict now; after their batch the quorum of the stored results over
+their span is taken and any past outage they show is recorded, closed.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from collector.journal import Journal
-from core.model import Outage, OutageEvent, ProbeResult
+from core.model import Outage, OutageEvent, ProbeResult, Status
 from core.timefmt import jalali
-from sla_calc.derive import RunTracker, Transition, quorum_down, quorum_needs
+from sla_calc.derive import RunTracker, Transition, quorum_down, quorum_needs, quorum_segments, unrecorded_downtime
 from store.contract import Batch, FeedSource, OutageChange, Store, StoreUnavailable
 
 log = logging.getLogger("didban.collector")
@@ -117,6 +119,7 @@ class Collector:
         self.unavailable_since: float | None = None  # monotonic time the store stopped taking writes
         self._warned: dict[str, float] = {}  # cause → when it was last logged
         self._stream_wake = asyncio.Event()
+        self._late: dict[str, tuple[int, int]] = {}  # service → the span of late results of this batch
 
     # -- wiring --------------------------------------------------------------
 
@@ -254,6 +257,7 @@ class Collector:
             self.stats.batches += 1
             for outage in outages:
                 await self._publish(outage)
+            await self._reconcile()
 
     async def _write(self, batch: Batch, journaled: bool) -> list[Outage]:
         delay = 0.1
@@ -346,6 +350,7 @@ class Collector:
             position = rows[-1][0]
             for outage in outages:
                 await self._publish(outage)
+            await self._reconcile()
 
     async def _resume(self, source: FeedSource) -> int:
         """The trackers, open outages and position as the last deriver committed them."""
@@ -394,6 +399,10 @@ class Collector:
         window = 2 * policy.interval_ms  # a result covers at most two intervals, as in the monthly maths
         now = max(t.state.last_ts_ms or 0 for t in by_location.values())
         reporting = [t for t in by_location.values() if t.reporting(now, window)]
+        if by_location[result.location] not in reporting and result.status is not Status.UNKNOWN:
+            # A late result (a partitioned agent draining): it cannot change the verdict now, only the past.
+            low, high = self._late.get(result.service, (result.ts_ms, result.ts_ms))
+            self._late[result.service] = (min(low, result.ts_ms), max(high, result.ts_ms))
         down = [t for t in reporting if t.state.open]
         is_down = quorum_down(len(down), len(reporting), policy.quorum)
         if is_down == (result.service in self._open):
@@ -408,6 +417,35 @@ class Collector:
         else:
             at = transition.at_ms if transition is not None and transition.kind == "closed" else result.ts_ms
         self._change(result, is_down, at, batch)
+
+    async def _reconcile(self) -> None:
+        """Late results may show a past outage the online view could not see then: record it, closed."""
+        if not self._late:
+            return
+        late, self._late = self._late, {}
+        for service, (low, high) in late.items():
+            try:
+                found = await self.run_in_store(self._history, service, low, high)
+            except Exception:  # the store unavailable: the month's figures count the late results regardless
+                log.warning("late results of %s not reconciled now (store unavailable)", service, exc_info=True)
+                continue
+            for outage in found:
+                log.warning("outage of %s from %s to %s Tehran recorded from late results (%s)", service,
+                            jalali(outage.start_ms), jalali(outage.end_ms or outage.start_ms), outage.tracking_code)
+
+    def _history(self, service: str, low: int, high: int) -> list[Outage]:
+        """On the store's thread: the quorum of the span's stored results against the outages recorded."""
+        policy = self.policies[service]
+        margin = 2 * policy.interval_ms
+        start, end = low - margin, high + margin
+        per_location = [self.store.period_segments(service, location, start, end, policy.interval_ms,
+                                                   policy.failure_threshold)
+                        for location in self.store.locations_of(service)]
+        combined = quorum_segments([s for s in per_location if s], policy.quorum)
+        recorded = [(o.start_ms, o.end_ms if o.end_ms is not None else end + 1)
+                    for o in self.store.outages(service, start, end)]
+        return [self.store.record_outage(service, s, e, "late results")
+                for s, e in unrecorded_downtime(combined, recorded)]
 
     def _change(self, result: ProbeResult, opening: bool, at_ms: int, batch: Batch) -> None:
         service = result.service

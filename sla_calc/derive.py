@@ -157,6 +157,19 @@ def _with_coverage(
         previous = following
 
 
+def unrecorded_downtime(combined: Sequence[Segment], recorded: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The runs of downtime in ``combined`` that no recorded outage overlaps (late results showed them)."""
+    runs: list[tuple[int, int]] = []
+    for start, end, down in combined:
+        if not down:
+            continue
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return [(s, e) for s, e in runs if not any(rs < e and s < re for rs, re in recorded)]
+
+
 def quorum_down(down: int, reporting: int, quorum: float = 0.5) -> bool:
     """The quorum rule, online and in the month alike: more than ``quorum`` of the locations reporting say down.
 

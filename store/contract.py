@@ -108,6 +108,10 @@ class ResultStore(Protocol):
 
     def locations_of(self, service: str) -> Sequence[str]: ...
 
+    def record_outage(self, service: str, start_ms: int, end_ms: int, error: str | None) -> Outage:
+        """An outage that late results showed in the past, recorded closed, with its own tracking code."""
+        ...
+
     def ingest(self, location: str, batch: Sequence[tuple[int, ProbeResult]], now_ms: int) -> tuple[int, int]:
         """Store an agent's numbered results in one transaction, each once however often it is sent.
 

@@ -217,6 +217,12 @@ class SqlStore:
             db.execute(_UPSERT_CURSOR, batch.cursor)
         return changed
 
+    def record_outage(self, service: str, start_ms: int, end_ms: int, error: str | None) -> Outage:
+        row = self._db.execute(
+            "INSERT INTO outages (service, start_ms, end_ms, error, tracking_code) VALUES (?, ?, ?, ?, ?) RETURNING *",
+            (self._key("services", service), start_ms, end_ms, error, new_code("OT"))).fetchone()
+        return self._outage(row)
+
     def _apply(self, change: OutageChange) -> Outage | None:
         service = self._key("services", change.service)
         if change.opening:

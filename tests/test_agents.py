@@ -266,6 +266,12 @@ async def test_a_center_away_for_a_minute_loses_nothing(tmp_path: Path, farm: tu
             return await metric(metrics, "didban_agent_buffered_results") < 3
 
         await eventually(drained, 30)
+        # A batch replayed by hand (the agent's first three results, long stored): stored once.
+        replay = {"results": rows(*(result("s0", ts_ms=1_000 + k) for k in range(3)))}
+        async with aiohttp.ClientSession() as session, session.post(
+                f"http://127.0.0.1:{port}/api/ingest", json=replay,
+                headers={"Authorization": f"Bearer {token.read_text(encoding='utf-8').strip()}"}) as answer:
+            assert answer.status == 200 and (await answer.json())["stored"] == 0
     finally:
         agent_log = await stopped(agent)  # a stop ships what is left
         center_log = await stopped(center)

@@ -5,8 +5,6 @@ Screenshots are kept in test-artifacts/."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +13,10 @@ import pytest
 from didban.web.app import WebContext, build_app
 from store.backend import Backend
 from store.sql_store import SqliteStore
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, CHROMIUM
 from tests.test_web import NAME_FA, history, web_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by scripts/test.sh")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture

@@ -29,8 +29,7 @@ from core.timefmt import jalali
 from sla_calc.periods import JalaliMonth
 from store.contract import Batch
 from store.sql_store import SqliteStore
-from tests.conftest import ARTIFACTS, free_port, wait_http
-from tests.test_browser import ARGS, CHROMIUM
+from tests.conftest import ARTIFACTS, CHROMIUM, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR_MS = 3_600_000
@@ -134,16 +133,6 @@ async def running(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Running]
     assert process.returncode == 0, stderr.decode()
 
 
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        await browser.close()
-
-
 async def signed_in(browser: Any, run: Running, role: str, width: int, height: int, **options: Any) -> Any:
     # bypass_csp: the page's CSP rightly refuses injected scripts, and axe-core is one.
     context = await browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True,
@@ -182,9 +171,9 @@ async def reload_until(page: Any, selector: str, pattern: str, seconds: float = 
     raise AssertionError(f"{selector} never showed {pattern!r}: {text!r}")
 
 
-async def test_staff_do_their_work_in_the_console_of_a_running_didban(running: Running, chromium: Any) -> None:
+async def test_staff_do_their_work_in_the_console_of_a_running_didban(running: Running, browser: Any) -> None:
     run = running
-    page = await signed_in(chromium, run, "admin", 1280, 900)
+    page = await signed_in(browser, run, "admin", 1280, 900)
 
     # Services now: the failing target's outage, acknowledged from the page.
     text = await reload_until(page, "#svc-dispatch", r"OT-[2-9A-Z]{4}-[2-9A-Z]{4}")
@@ -219,7 +208,7 @@ async def test_staff_do_their_work_in_the_console_of_a_running_didban(running: R
     await checked(page, "maintenance-en")
 
     # A citizen files a receipt on the status page; staff resolve it with a note the citizen then sees.
-    citizen = await (await chromium.new_context()).new_page()
+    citizen = await (await browser.new_context()).new_page()
     await citizen.goto(f"{run.base}/receipts/new?lang=en")
     await citizen.select_option("#service", "dispatch")
     await citizen.fill("#description", "ارسال سند خطای ۵۰۳ می‌دهد")
@@ -266,7 +255,7 @@ async def test_staff_do_their_work_in_the_console_of_a_running_didban(running: R
     async with aiohttp.ClientSession() as session, session.get(
             f"{run.base}/api/status", headers={"Authorization": f"Bearer {auditor}"}) as answer:
         assert answer.status == 401
-    refused = await (await chromium.new_context()).new_page()
+    refused = await (await browser.new_context()).new_page()
     await refused.goto(f"{run.base}/admin/signin?lang=en")
     await refused.fill("#token", auditor)
     await refused.click("form button[type=submit]")
@@ -280,10 +269,10 @@ async def test_staff_do_their_work_in_the_console_of_a_running_didban(running: R
     await checked(page, "exclusions-fa")
 
 
-async def test_the_console_works_on_a_phone_without_javascript(running: Running, chromium: Any) -> None:
+async def test_the_console_works_on_a_phone_without_javascript(running: Running, browser: Any) -> None:
     """An operator at phone width with JavaScript off: every page fits the screen and the forms work."""
     run = running
-    page = await signed_in(chromium, run, "operator", 390, 844, java_script_enabled=False)
+    page = await signed_in(browser, run, "operator", 390, 844, java_script_enabled=False)
     assert await page.get_attribute("html", "dir") == "rtl"
     assert "/admin/tokens" not in await page.content()  # an operator is not shown what only admins may do
     now = int(time.time() * 1000)
@@ -299,7 +288,7 @@ async def test_the_console_works_on_a_phone_without_javascript(running: Running,
     await page.click("button[value=announce]")
     assert rows(run.db, "SELECT count(*) FROM maintenance") == [(1,)]
     await page.screenshot(path=str(ARTIFACTS / "console-phone-no-javascript.png"), full_page=True)
-    phone = await signed_in(chromium, run, "operator", 390, 844)
+    phone = await signed_in(browser, run, "operator", 390, 844)
     for path in ("/admin", "/admin/maintenance", "/admin/exclusions", "/admin/receipts", "/admin/months"):
         await phone.goto(f"{run.base}{path}")
         await checked(phone, f"phone{path.replace('/', '-')}")
@@ -307,9 +296,9 @@ async def test_the_console_works_on_a_phone_without_javascript(running: Running,
     assert await phone.get_attribute("html", "dir") == "ltr"
 
 
-async def test_the_accessibility_check_finds_what_it_should(chromium: Any) -> None:
+async def test_the_accessibility_check_finds_what_it_should(browser: Any) -> None:
     """The checker itself can fail: an unlabelled field and a nameless button are serious violations."""
-    page = await (await chromium.new_context(bypass_csp=True)).new_page()
+    page = await (await browser.new_context(bypass_csp=True)).new_page()
     await page.set_content('<html lang="en"><title>t</title><main><input id="x"><button></button></main></html>')
     found = " ".join(await serious_violations(page))
     assert "label" in found and "button-name" in found

@@ -39,6 +39,8 @@ CASES = [
      {"a": "UUDDDDUU", "b": "UUDDDDUU", "c": "UU????UU"}, (), [(2, 6)]),
     ("a partitioned agent's late batch, down where the others were up, changes nothing",
      {"a": "UUUUUUUUUU", "b": "UUUUUUUUUU", "c": "UUDDDDUUUU"}, ("c",), []),
+    ("two partitioned agents' late batches change history: the outage they show is recorded, closed",
+     {"a": "UUUUUUUUUU", "b": "UUDDDDUUUU", "c": "UUDDDDUUUU"}, ("b", "c"), [(2, 6)]),
 ]
 
 
