@@ -187,6 +187,7 @@ def partition_bench(url: str, password: str, folder: Path, services: int, partit
         buffered = gauge(during, "didban_agent_buffered_results")
         lag = lag_p99(first, buckets(during))
         center = start("server", "--config", str(config), env=env, core=0, log=folder / "center.log")
+        wait_http(f"http://127.0.0.1:{port}/healthz", 60)  # the center is back: from here the drain is timed
         began = time.monotonic()
         while gauge(scrape(metrics), "didban_agent_buffered_results") > services:  # the backlog, not the new
             if time.monotonic() - began > 900:
@@ -204,34 +205,41 @@ def partition_bench(url: str, password: str, folder: Path, services: int, partit
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["ingest", "partition"], help="run one of the two")
     args = parser.parse_args()
     from tests.postgres import Cluster
 
     folder = Path(tempfile.mkdtemp(prefix="didban-bench-agents-"))
     cluster = Cluster(Path(tempfile.mkdtemp(prefix="didban-bench-postgres-")), fsync=True).start()
     try:
-        ingest = ingest_bench(cluster.url(cluster.new_database()), cluster.password, folder,
-                              batches=4 if args.quick else 20)
-        partition = partition_bench(cluster.url(cluster.new_database()), cluster.password, folder,
-                                    services=2_000 if args.quick else 10_000,
-                                    partition_s=60 if args.quick else 600)
+        ingest = partition = None
+        if args.only != "partition":
+            ingest = ingest_bench(cluster.url(cluster.new_database()), cluster.password, folder,
+                                  batches=4 if args.quick else 20)
+        if args.only != "ingest":
+            partition = partition_bench(cluster.url(cluster.new_database()), cluster.password, folder,
+                                        services=2_000 if args.quick else 10_000,
+                                        partition_s=60 if args.quick else 600)
     finally:
         cluster.stop("fast")
         shutil.rmtree(cluster.root, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
-    print("\nIngest: `didban server` on PostgreSQL (fsync on, core 1), three agents posting 5,000-result batches\n")
-    print("| results | all acknowledged after | all stored and derived after | results/s (target ≥ 5,000) | "
-          "center CPU per 1,000 results |")
-    print("|---|---|---|---|---|")
-    print(f"| {ingest['results']:,.0f} | {ingest['acknowledged']:.1f} s | {ingest['seconds']:.1f} s | "
-          f"{ingest['per_second']:,.0f} | {ingest['cpu_ms_per_1000']:.0f} ms |")
-    services = 2_000 if args.quick else 10_000
-    print(f"\nPartition: one agent, {services:,} services every 30 s, its center unreachable for "
-          f"{partition['partition_seconds']:.0f} s, then started\n")
-    print("| buffered | schedule lag p99 while partitioned (target ≤ 1 s) | drain once the center is back "
-          "(target ≤ 60 s) |")
-    print("|---|---|---|")
-    print(f"| {partition['buffered']:,.0f} | {partition['lag_p99']} | {partition['drain_seconds']:.1f} s |")
+    if ingest is not None:
+        print("\nIngest: `didban server` on PostgreSQL (fsync on, core 1), three agents posting 5,000-result "
+              "batches\n")
+        print("| results | all acknowledged after | all stored and derived after | results/s (target ≥ 5,000) | "
+              "center CPU per 1,000 results |")
+        print("|---|---|---|---|---|")
+        print(f"| {ingest['results']:,.0f} | {ingest['acknowledged']:.1f} s | {ingest['seconds']:.1f} s | "
+              f"{ingest['per_second']:,.0f} | {ingest['cpu_ms_per_1000']:.0f} ms |")
+    if partition is not None:
+        services = 2_000 if args.quick else 10_000
+        print(f"\nPartition: one agent, {services:,} services every 30 s, its center unreachable for "
+              f"{partition['partition_seconds']:.0f} s, then started\n")
+        print("| buffered | schedule lag p99 while partitioned (target ≤ 1 s) | drain once the center answers "
+              "(target ≤ 60 s) |")
+        print("|---|---|---|")
+        print(f"| {partition['buffered']:,.0f} | {partition['lag_p99']} | {partition['drain_seconds']:.1f} s |")
     return 0
 
 

@@ -49,6 +49,8 @@ def test_the_buffer_numbers_results_durably_and_forgets_only_what_was_acknowledg
     buffer.close()
     buffer = Buffer(path)  # reopened, as after kill -9: everything appended is there
     assert [row[0] for row in buffer.oldest(10)] == [1, 2, 3]
+    last, count, body = buffer.batch(10)  # the wire's gzip'd JSON, joined from the rows as stored
+    assert (last, count) == (3, 3) and json.loads(gzip.decompress(body))["results"] == buffer.oldest(10)
     assert buffer.acknowledge(2) == 2 and buffer.depth() == 1
     assert buffer.append([result(ts_ms=4), result(ts_ms=5)]) == 5
     buffer.acknowledge(5)
