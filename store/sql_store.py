@@ -26,6 +26,8 @@ log = logging.getLogger("didban.store")
 _STATUS_CODE = {Status.UP: 0, Status.DOWN: 1, Status.UNKNOWN: 2}
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
 LATEST_FLUSH_SECONDS = 2.0
+# Segments are materialized up to an hour ago: a result younger than this cannot be behind a horizon.
+LATE_MS = 50 * 60_000
 
 _CHUNK_BYTES = 8 << 20
 _BULK_PAIRS = 64  # from this many (service, location) on, a period's stored segments are read in one query
@@ -189,6 +191,9 @@ class SqlStore:
                 since = result.ts_ms if state_changed else previous[2]  # type: ignore[index]
                 self._latest[(service, location)] = (result.ts_ms, code, since, result.latency_ms, result.error)
                 (touched if state_changed else self._latest_dirty).add((service, location))
+        if rows and min(row[2] for row in rows) < time.time() * 1000 - LATE_MS:
+            # Results old enough to be behind a horizon: check against the database's, not a cached one.
+            self._fresh_horizons([(service, location) for service, location, *_ in rows])
         for service, location, ts_ms, *_ in rows:
             horizon = self._horizons.get((service, location))
             if horizon is not None and ts_ms <= horizon:
@@ -359,6 +364,23 @@ class SqlStore:
         location_key = self._keys.get(("locations", location))
         return None if service_key is None or location_key is None else (service_key, location_key)
 
+    def _fresh_horizons(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Where the stored segments of these pairs end, as the database has it now: another process (a
+        center holding the lease materializes; another one stores a late result) may have moved it."""
+        wanted = set(pairs)
+        if not wanted:
+            return
+        if len(wanted) >= _BULK_PAIRS:
+            rows = [row for row in self._db.execute("SELECT service, location, horizon_ms FROM horizons").fetchall()
+                    if (row[0], row[1]) in wanted]
+        else:
+            answers = self._db.select_many([("SELECT service, location, horizon_ms FROM horizons "
+                                             "WHERE service = ? AND location = ?", pair) for pair in wanted])
+            rows = [row for answer in answers for row in answer]
+        for pair in wanted:
+            self._horizons.pop(pair, None)
+        self._horizons.update({(s, loc): h for s, loc, h in rows})
+
     def horizon(self, service: str, location: str) -> int | None:
         pair = self._pair(service, location)
         return self._horizons.get(pair) if pair else None
@@ -381,6 +403,7 @@ class SqlStore:
         pair = self._pair(service, location)
         if pair is None:
             return 0
+        self._fresh_horizons([pair])
         horizon = self._horizons.get(pair)
         cut = self._last_non_down(pair, until_ms, horizon)
         if cut is None:
@@ -430,6 +453,7 @@ class SqlStore:
         known = [(self._pair(service, location), interval, threshold)
                  for service, location, interval, threshold in pairs]
         present = [pair for pair, _, _ in known if pair is not None]
+        self._fresh_horizons(present)
         stored: dict[tuple[int, int], list[Segment]] = {}
         if len(present) >= _BULK_PAIRS:
             wanted = set(present)

@@ -85,6 +85,22 @@ def test_an_agents_batch_is_stored_once_however_often_it_is_sent(backend: Backen
     other.close()
 
 
+def test_a_late_result_stored_by_another_process_is_counted_after_a_materialization(backend: Backend) -> None:
+    """Two centers: one materializes segments, the other stores an agent's late result behind them."""
+    first, second = backend.store(), backend.store()  # each with its own caches, as two processes
+    # Results with a gap (the agent that saw it was cut off), materialized by the first store.
+    first.write(Batch(results=run_of("UU") + run_of("UUU", start=1_000_000 + 7 * INTERVAL)))
+    second.write(Batch(results=run_of("U", start=1_000_000 + 20 * INTERVAL)))  # second now knows the pair
+    assert first.materialize("portal", "tabriz", 1_000_000 + 9 * INTERVAL, INTERVAL, 2) > 0
+    late = run_of("DDD", start=1_000_000 + 2 * INTERVAL)  # the gap, reported late through the other store
+    assert second.ingest("tabriz", list(enumerate(late, start=1)), 5) == (3, 3)
+    for store in (first, second):
+        down = [(s, e) for s, e, d in store.period_segments("portal", "tabriz", 0, 2**40, INTERVAL, 2) if d]
+        assert down and down[0][0] == late[0].ts_ms, store  # the late run counts, whoever reads
+    first.close()
+    second.close()
+
+
 def test_the_stream_of_results_is_in_stored_order_and_its_position_commits_with_the_batch(backend: Backend) -> None:
     store = backend.store()
     store.write(Batch(results=run_of("UUU")))
