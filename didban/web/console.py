@@ -19,8 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -183,12 +182,6 @@ def _services(ctx: WebContext, form: Form, lang: str) -> tuple[str, ...]:
         raise Problem(label("choose_services", lang)) from None
 
 
-@contextmanager
-def _store(ctx: WebContext) -> Iterator[Any]:
-    with ctx.backend.store() as store:
-        yield store
-
-
 # -- sign in and out -------------------------------------------------------------------------------
 
 
@@ -246,7 +239,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 async def services(request: web.Request) -> web.StreamResponse:
     session = _reader(request)
     ctx = request.app[CONTEXT]
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         states = store.states()
     rows = []
     for agency, service in ctx.config.services():
@@ -268,7 +261,7 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
     session, _ = await _writer(request, "operator")
     ctx = request.app[CONTEXT]
     lang = _lang(request)
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         try:
             done = ops.acknowledge_outage(store, ctx.subscribers, request.match_info["id"], session.name, _now_ms())
         except ops.NotFound:
@@ -298,7 +291,7 @@ async def _maintenance_page(request: web.Request, session: Session, status: int 
     ctx = request.app[CONTEXT]
     now = _now_ms()
     lang = _lang(request)
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         windows, titles = store.maintenance(), store.maintenance_titles()
     rows = []
     for w in reversed(windows):
@@ -341,7 +334,7 @@ async def announce(request: web.Request) -> web.StreamResponse:
     if form.get("intent") == "check" or (not verdict.meets and not confirmed):
         return await _maintenance_page(request, session, 200 if form.get("intent") == "check" else 409, form=values,
                                        verdict=_verdict_text(verdict, lang), late=not verdict.meets)
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         try:
             announced = announce_maintenance(ctx.config, store, chosen, start, end, values["title"], now, ctx.notifier)
         except BadWindow as exc:
@@ -366,7 +359,7 @@ async def move(request: web.Request) -> web.StreamResponse:
     except Problem as problem:
         return await _maintenance_page(request, session, 400, form={}, moving=moving, move_error=problem.message)
     now = _now_ms()
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         try:
             window = ops.find_window(store, window_id)
         except ops.NotFound:
@@ -388,7 +381,7 @@ async def move(request: web.Request) -> web.StreamResponse:
 async def cancel(request: web.Request) -> web.StreamResponse:
     session, _ = await _writer(request, "operator")
     ctx = request.app[CONTEXT]
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         try:
             ops.cancel_maintenance(store, request.match_info["id"])
         except ops.NotFound:
@@ -403,7 +396,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 
 async def _exclusions_page(request: web.Request, session: Session, status: int = 200, **values: Any) -> web.Response:
     ctx = request.app[CONTEXT]
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         rows = [{"exclusion": e, "start": jalali(e.start_ms), "end": jalali(e.end_ms)}
                 for e in reversed(store.exclusions())]
     return page(request, "exclusions.html", session, status, rows=rows, all_services=list(ctx.config.services()),
@@ -426,7 +419,7 @@ async def record_exclusion(request: web.Request) -> web.StreamResponse:
     try:
         chosen = _services(ctx, form, lang)
         start, end = _instant(form, "start", lang), _instant(form, "end", lang)
-        with _store(ctx) as store:
+        with ctx.backend.store() as store:
             exclusion = ops.record_exclusion(ctx.config, store, chosen, start, end, values["reason"],
                                              values["evidence"], values["approved_by"] or session.name, _now_ms())
     except Problem as problem:
@@ -447,7 +440,7 @@ async def receipts(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     shown = request.query.get("state", "open")
     rows = []
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         for receipt in reversed(ctx.records.receipts()):
             if shown != "all" and receipt.state != shown:
                 continue
@@ -492,7 +485,7 @@ async def months(request: web.Request) -> web.StreamResponse:
     now = _now_ms()
     month = JalaliMonth.containing(now)
     rows = []
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         for _ in range(6):
             closed = store.month_close(str(month))
             rows.append({"month": str(month), "ended": month.end_ms() <= now,
@@ -505,7 +498,7 @@ async def _month_page(request: web.Request, session: Session, month: JalaliMonth
                       **values: Any) -> web.Response:
     ctx = request.app[CONTEXT]
     model = await ctx.workshop.run(ops.month_figures, ctx.config, ctx.backend, month, _now_ms())
-    with _store(ctx) as store:
+    with ctx.backend.store() as store:
         ledger = store.ledger(str(month))
         pack = store.month_pack(str(month))
     entries = [{"entry": e, "issued": jalali(e.issued_ms)} for e in ledger]
