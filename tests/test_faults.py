@@ -62,6 +62,14 @@ def count(db: Path, query: str) -> int:
         return int(connection.execute(query).fetchone()[0])
 
 
+def stored(db: Path) -> int:
+    """Results stored so far (0 before the store exists)."""
+    try:
+        return count(db, "SELECT count(*) FROM results")
+    except sqlite3.OperationalError:
+        return 0
+
+
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
@@ -210,8 +218,11 @@ async def test_a_stop_mid_check_exits_0_without_a_traceback(how: str, tmp_path: 
     try:
         extra = ("--duration", "3.4") if how == "--duration" else ()
         process = await didban("run", "--config", str(config), "--db", str(db), *extra)
-        if how != "--duration":
-            await asyncio.sleep(3.4)  # checks of 0.8 s every second: some are always in flight
+        if how != "--duration":  # --duration counts from the engine's start; a signal waits for it too
+            deadline = time.monotonic() + 30
+            while not stored(db) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2.4)  # checks of 0.8 s every second: some are always in flight
             process.send_signal(getattr(signal, how))
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     finally:
