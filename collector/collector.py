@@ -110,6 +110,7 @@ class Collector:
         self._handlers: list[EventHandler] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-store")
         self._task: asyncio.Task[None] | None = None
+        self._follow_task: asyncio.Task[None] | None = None  # a center's deriving from the stream
         self._last_drop_report = 0.0
         self._drops_reported = 0
         self.idle = asyncio.Event()
@@ -174,13 +175,13 @@ class Collector:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        follower = getattr(self, "_follow_task", None)
-        if follower is not None:
-            follower.cancel()
+        if self._follow_task is not None:
+            self._follow_task.cancel()
             try:
-                await follower
+                await self._follow_task
             except asyncio.CancelledError:
                 pass
+            self._follow_task = None
         self._executor.shutdown(wait=True)
 
     def open_outage(self, service: str) -> Outage | None:

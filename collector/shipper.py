@@ -19,10 +19,10 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 
@@ -31,7 +31,6 @@ from core.model import ProbeResult
 
 log = logging.getLogger("didban.agent")
 _T = TypeVar("_T")
-Spawn = Callable[[str, Callable[[], Coroutine[Any, Any, None]]], "asyncio.Task[None]"]
 
 
 @dataclass(slots=True)
@@ -79,11 +78,13 @@ class Shipper:
     def pending(self) -> int:
         return len(self._incoming) + self.depth
 
-    async def start(self, spawn: Spawn | None = None) -> None:
+    async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout),
                                               headers={"User-Agent": "Didban-agent/0.1"})
-        starter = spawn or (lambda name, factory: asyncio.get_running_loop().create_task(factory(), name=name))
-        self._tasks = [starter("agent-buffer", self._append_loop), starter("agent-ship", self._ship_loop)]
+        # Each loop keeps itself alive (a failing round is logged and tried again), so plain tasks suffice.
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._append_loop(), name="didban-agent-buffer"),
+                       loop.create_task(self._ship_loop(), name="didban-agent-ship")]
         if self.depth:
             log.info("agent buffer %s holds %d results from before; shipping them first", self.buffer.path,
                      self.depth)
