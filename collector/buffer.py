@@ -48,6 +48,9 @@ class Buffer:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS buffered (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                          "ts_ms INTEGER NOT NULL, row TEXT NOT NULL)")
+        # Counted once here and then kept by hand: count(*) reads the whole table, and a 200,000-result
+        # backlog would be read every group commit, on the thread that also reads the batches to ship.
+        self._depth = int(self._db.execute("SELECT count(*) FROM buffered").fetchone()[0])
 
     def append(self, results: list[ProbeResult]) -> int:
         """Store results durably (one transaction, fsync'd); returns the last sequence number given."""
@@ -63,6 +66,7 @@ class Buffer:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        self._depth += len(results)
         return base + len(results)
 
     def oldest(self, limit: int) -> list[list[Any]]:
@@ -83,11 +87,15 @@ class Buffer:
 
     def acknowledge(self, seq: int) -> int:
         """The center stored everything up to ``seq``: forget it. Returns how many were removed."""
-        return self._db.execute("DELETE FROM buffered WHERE seq <= ?", (seq,)).rowcount
+        removed = int(self._db.execute("DELETE FROM buffered WHERE seq <= ?", (seq,)).rowcount)
+        self._depth -= removed
+        return removed
 
     def trim(self, now_ms: int) -> int:
         """Drop what is older than the bound (the center has been unreachable that long)."""
-        removed = self._db.execute("DELETE FROM buffered WHERE ts_ms < ?", (now_ms - self.max_age_ms,)).rowcount
+        removed = int(self._db.execute("DELETE FROM buffered WHERE ts_ms < ?",
+                                       (now_ms - self.max_age_ms,)).rowcount)
+        self._depth -= removed
         if removed:
             self.dropped += removed
             log.error("agent buffer full: %d results older than %g days dropped (%d in all); the center has been "
@@ -95,11 +103,12 @@ class Buffer:
         return removed
 
     def depth(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM buffered").fetchone()[0])
+        return self._depth
 
     def oldest_ms(self) -> int | None:
-        row = self._db.execute("SELECT min(ts_ms) FROM buffered").fetchone()
-        return None if row[0] is None else int(row[0])
+        """The time of the first result waiting (by sequence: one index step, not a scan of the backlog)."""
+        row = self._db.execute("SELECT ts_ms FROM buffered ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
 
     def last_seq(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'buffered'").fetchone()

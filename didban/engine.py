@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -102,6 +102,10 @@ def make_session(limit: int, keepalive: bool, resolver: AbstractResolver | None 
     )
 
 
+MonthWork = Callable[..., Awaitable[Any]]
+"""Runs ``job(config, store, *args)`` — a settlement, a month close — and returns what it returns."""
+
+
 class Engine:
     def __init__(
         self,
@@ -119,6 +123,7 @@ class Engine:
         alerts: Alerts | None = None,
         metrics: Metrics | None = None,
         journal: Journal | None = None,
+        month_work: MonthWork | None = None,
     ) -> None:
         self.config = config
         self.location = location
@@ -165,6 +170,9 @@ class Engine:
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
         self.on_result: Callable[[ProbeResult], None] | None = None  # e.g. the demo's event log
+        # A month's evidence is read on a thread and store connection of its own when the service gives one:
+        # the store's thread, which takes the results (and a center's agents' batches), never waits on it.
+        self.month_work = month_work
         if alerts is not None and self.collector is not None:
             self.collector.subscribe(self._on_outage_event)
 
@@ -375,8 +383,7 @@ class Engine:
 
         assert self.metrics is not None
         now_ms = int(self.clock() * 1000)
-        settled = await self.store_jobs.run_in_store(settle, self.config, self.store_jobs.store,
-                                                    JalaliMonth.containing(now_ms), now_ms)
+        settled = await self._month_job(settle, JalaliMonth.containing(now_ms), now_ms)
         for figures in settled.report.services:
             self.metrics.service_month.labels(figures.service).set(
                 float(truncate_percent(figures.availability_percent)))
@@ -549,18 +556,22 @@ class Engine:
 
     # -- settlement ------------------------------------------------------------------
 
+    async def _month_job(self, job: Callable[..., Any], *args: Any) -> Any:
+        if self.month_work is not None:
+            return await self.month_work(job, *args)
+        return await self.store_jobs.run_in_store(job, self.config, self.store_jobs.store, *args)
+
     async def settle_due(self) -> list[str]:
         """Close the months that are due; recheck closed ones for late evidence."""
         from didban.settlement import InsufficientEvidence, close_month
         from sla_calc.closing import due_months
 
-        store = self.store_jobs.store
         now_ms = int(self.clock() * 1000)
         grace_ms = int(self.config.sla.close_grace_minutes * 60_000)
         done = []
         for month in due_months(now_ms, grace_ms):
             try:
-                outcome = await self.store_jobs.run_in_store(close_month, self.config, store, month, now_ms)
+                outcome = await self._month_job(close_month, month, now_ms)
             except InsufficientEvidence as exc:
                 if str(month) not in self._insufficient_warned:  # once per month, not every 15 minutes
                     self._insufficient_warned.add(str(month))

@@ -7,9 +7,10 @@ errors (an exit code, a 4xx, a message on the page): no rule is written twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from core.config import DidbanConfig
 from core.model import Exclusion, MaintenanceWindow, Outage
@@ -18,6 +19,8 @@ from core.tracking import new_code
 from sla_calc.periods import JalaliMonth
 from store.backend import Backend
 from store.contract import Store, SubscriberStore, WebRecordStore
+
+_T = TypeVar("_T")
 
 
 class NotFound(LookupError):
@@ -112,6 +115,12 @@ def handle_receipt(records: WebRecordStore, code: str, action: str, note: str, n
 
 
 # -- months: what the API and the console run in the workshop (off the event loop) ----------------
+
+
+def on_own_store(backend: Backend, job: Callable[..., _T], config: DidbanConfig, *args: Any) -> _T:
+    """``job(config, store, *args)`` on a store connection of its own (the engine's month work)."""
+    with backend.store() as store:
+        return job(config, store, *args)
 
 
 def month_figures(config: DidbanConfig, backend: Backend, month: JalaliMonth, now_ms: int) -> dict[str, Any]:

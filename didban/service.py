@@ -16,6 +16,8 @@ import time
 from typing import Any
 
 from core.config import DidbanConfig, InfluxConfig, Secrets
+from didban.operations import on_own_store
+from didban.workshop import Workshop
 from store.backend import Backend
 from store.lease import Lease
 
@@ -43,9 +45,14 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
         alerts = Alerts(config, backend.outbox(), backend.subscribers(), backend.outbox(), Secrets.load(secrets_file))
     metrics = Metrics()
     journal = Journal(backend.journal_path(config.store.journal_dir))
+    workshop = Workshop()  # heavy work: the engine's month jobs, the web's exports
+
+    async def month_work(job: Any, *args: Any) -> Any:
+        return await workshop.run(on_own_store, backend, job, config, *args)
+
     engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics, journal=journal,
                     follow=backend.feed() if center else None, lease=Lease(backend) if center else None,
-                    probing=probing)
+                    probing=probing, month_work=month_work)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,7 +61,7 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
         engine.store_jobs.subscribe(events.on_outage)
         engine.on_result = events.on_result
     await engine.start()
-    web_runner = await start_web(config, backend, engine, metrics) if config.web.enabled else None
+    web_runner = await start_web(config, backend, engine, metrics, workshop) if config.web.enabled else None
     feed = influx_sink(config, backend, secrets_file)
     if feed is not None:  # Grafana's month figures follow every outage and every close
         engine.store_jobs.subscribe(lambda event: feed.request_sla())
@@ -86,6 +93,7 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
         if web_runner is not None:
             await web_runner.cleanup()
         await engine.stop()
+        workshop.close()
         store.close()
     if events is not None:
         from didban import live
@@ -116,7 +124,7 @@ def influx_sink(config: DidbanConfig, backend: Backend, secrets_file: str | None
                       batch_size=influx.batch_size)
 
 
-async def start_web(config: DidbanConfig, backend: Backend, engine: Any, metrics: Any) -> Any:
+async def start_web(config: DidbanConfig, backend: Backend, engine: Any, metrics: Any, workshop: Workshop) -> Any:
     from aiohttp import web
 
     from didban.web.app import WebContext, build_app
@@ -133,7 +141,7 @@ async def start_web(config: DidbanConfig, backend: Backend, engine: Any, metrics
 
     context = WebContext(config, backend, prober=engine.probe_now if engine.probing else None,
                          heartbeat=engine.heartbeat, problems=engine.problems, metrics=metrics,
-                         refresh=engine.refresh_gauges, ingest=ingest)
+                         refresh=engine.refresh_gauges, ingest=ingest, workshop=workshop, owns_workshop=False)
     runner = web.AppRunner(build_app(context), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.web.host, config.web.port)

@@ -83,6 +83,7 @@ class WebContext:
     pages: dict[tuple[str, str | None, str], tuple[int, bytes, bytes]] = field(default_factory=dict)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     workshop: Workshop = field(default_factory=Workshop)  # heavy work, off the event loop
+    owns_workshop: bool = True  # False: the service shares it with the engine and closes it after the engine
     used_challenges: UsedChallenges = field(default_factory=lambda: UsedChallenges())
 
     def __post_init__(self) -> None:
@@ -112,7 +113,8 @@ class WebContext:
             self.page(agency_id, None, lang, version, statuses)
 
     def close(self) -> None:
-        self.workshop.close()
+        if self.owns_workshop:
+            self.workshop.close()
         self.records.close()
         self.subscribers.close()
         self.notifier.outbox.close()
