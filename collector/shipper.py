@@ -67,6 +67,7 @@ class Shipper:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._warned: dict[str, float] = {}
+        self._prefetched: tuple[int, int, bytes] | None = None  # the next batch, read while the last was in flight
 
     # -- what the engine sees (the collector's interface) ------------------------------------------
 
@@ -176,27 +177,27 @@ class Shipper:
 
     async def _ship_once(self) -> bool:
         """Send the oldest batch to the current center; True when it was acknowledged."""
-        assert self._session is not None
         # Read, joined and compressed on the buffer's thread: the loop that measures only sends it.
-        last, count, body = await self._run(self.buffer.batch, self.batch_max)
+        prefetched, self._prefetched = self._prefetched, None
+        last, count, body = prefetched if prefetched is not None else await self._run(self.buffer.batch,
+                                                                                      self.batch_max, 0)
         if not count:
             await self._run(self._refresh)
             return True
         center = self.centers[self._center]
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
-                   "Content-Encoding": "gzip"}
+        # While this batch is in flight the next one is read and compressed: a draining agent sends
+        # the next batch as soon as this one is acknowledged.
+        following = asyncio.ensure_future(self._run(self.buffer.batch, self.batch_max, last))
         try:
-            async with self._session.post(f"{center}/api/ingest", data=body, headers=headers) as answer:
-                text = await answer.text()
-                if answer.status != 200:
-                    self._trouble(center, f"HTTP {answer.status}: {text[:200]}", refused=400 <= answer.status < 500)
-                    return False
-                acknowledged = int(json.loads(text)["acknowledged"])
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
-            self._trouble(center, f"{type(exc).__name__}: {exc}"[:200])
+            acknowledged = await self._post(center, body)
+        finally:
+            next_batch = await following
+        if acknowledged is None:
             return False
         await self._run(self.buffer.acknowledge, acknowledged)
         await self._run(self._refresh)
+        if acknowledged == last:
+            self._prefetched = next_batch
         self.stats.shipped += count if acknowledged >= last else max(0, count - (last - acknowledged))
         self.stats.batches += 1
         if self.unavailable_since is not None:
@@ -205,6 +206,22 @@ class Shipper:
             self.unavailable_since = None
             self._warned.clear()
         return True
+
+    async def _post(self, center: str, body: bytes) -> int | None:
+        """The highest sequence number the center says it stores, or None (said) when it did not answer so."""
+        assert self._session is not None
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
+                   "Content-Encoding": "gzip"}
+        try:
+            async with self._session.post(f"{center}/api/ingest", data=body, headers=headers) as answer:
+                text = await answer.text()
+                if answer.status != 200:
+                    self._trouble(center, f"HTTP {answer.status}: {text[:200]}", refused=400 <= answer.status < 500)
+                    return None
+                return int(json.loads(text)["acknowledged"])
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
+            self._trouble(center, f"{type(exc).__name__}: {exc}"[:200])
+            return None
 
     def _trouble(self, center: str, cause: str, refused: bool = False) -> None:
         if self.unavailable_since is None:

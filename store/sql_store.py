@@ -131,7 +131,8 @@ class SqlStore:
             self._load_caches()
         try:
             with self._db.transaction():
-                self._in_stored_order()
+                if batch.results:  # a center's derivation stores no results: it never waits on an agent's batch
+                    self._in_stored_order()
                 return self._write(batch)
         except BaseException:
             self._stale = True  # the caches may hold what was not committed: reloaded before the next write
