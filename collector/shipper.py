@@ -42,7 +42,7 @@ class ShipperStats:
 
 
 class Shipper:
-    def __init__(self, buffer: Buffer, centers: list[str], token: str, *, batch_max: int = 5_000,
+    def __init__(self, buffer: Buffer, centers: list[str], token: str, *, batch_max: int = 20_000,
                  retry_max_seconds: float = 5.0, request_timeout: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
         if not centers:

@@ -402,7 +402,7 @@ class AgentConfig(Strict):
 
     # While no center is reachable, an agent keeps this much in its buffer; older results are dropped (loudly).
     buffer_max_days: float = Field(default=7, gt=0, le=90)
-    batch_max: int = Field(default=5_000, ge=1, le=20_000)  # results per shipped batch
+    batch_max: int = Field(default=20_000, ge=1, le=20_000)  # results per shipped batch
     # A location that has shipped nothing for this long is shown as silent (missing coverage, never downtime).
     silent_after_seconds: float = Field(default=120, gt=0)
 

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.config import DidbanConfig, InfluxConfig, Secrets
@@ -133,11 +134,15 @@ async def start_web(config: DidbanConfig, backend: Backend, engine: Any, metrics
     if engine.collector is not None and engine.collector.follow is not None:
         collector = engine.collector
 
-        async def ingest(location: str, batch: list[Any], now_ms: int) -> tuple[int, int]:
+        def read_and_store(location: str, read: Callable[[], list[Any]], now_ms: int) -> tuple[int, int, int]:
+            batch = read()
+            return (*collector.store.ingest(location, batch, now_ms), len(batch))
+
+        async def ingest(location: str, read: Callable[[], list[Any]], now_ms: int) -> tuple[int, int, int]:
             # On the store's own thread and connection, in turn with the collector's writes.
-            stored = await collector.run_in_store(collector.store.ingest, location, batch, now_ms)
+            stored: tuple[int, int, int] = await collector.run_in_store(read_and_store, location, read, now_ms)
             collector.wake()
-            return stored  # type: ignore[no-any-return]
+            return stored
 
     context = WebContext(config, backend, prober=engine.probe_now if engine.probing else None,
                          heartbeat=engine.heartbeat, problems=engine.problems, metrics=metrics,

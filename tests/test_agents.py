@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,9 @@ async def center(aiohttp_client: Any, db_path: Path) -> tuple[Any, dict[str, str
     backend = Backend(path=db_path)
     store = backend.store()
 
-    async def ingest(location: str, batch: list[Any], now_ms: int) -> tuple[int, int]:
-        return store.ingest(location, batch, now_ms)
+    async def ingest(location: str, read: Callable[[], list[Any]], now_ms: int) -> tuple[int, int, int]:
+        batch = read()
+        return (*store.ingest(location, batch, now_ms), len(batch))
 
     records = backend.web_records()
     tokens = {name: records.create_token(name, role, int(time.time() * 1000))

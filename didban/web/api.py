@@ -478,13 +478,14 @@ async def ingest(request: web.Request) -> web.Response:
         raise web.HTTPServiceUnavailable(text="this process does not take agents' results (run didban server)")
     body = await request.clone(client_max_size=MAX_BODY).read()  # gzip is inflated as it is read
     now_ms = int(time.time() * 1000)
-    try:
-        batch = read_batch(body, found.name, {s.id for _, s in context.config.services()}, now_ms)
+    services = {s.id for _, s in context.config.services()}
+    try:  # read where it is stored, off the loop: a batch of 20,000 results is a tenth of a second of parsing
+        acknowledged, stored, count = await context.ingest(
+            found.name, lambda: read_batch(body, found.name, services, now_ms), now_ms)
     except BadBatch as exc:
         return _error(exc.status, str(exc))
-    acknowledged, stored = await context.ingest(found.name, batch, now_ms)
     return web.json_response({"location": found.name, "acknowledged": acknowledged, "stored": stored,
-                              "duplicates": len(batch) - stored})
+                              "duplicates": count - stored})
 
 
 async def agents(request: web.Request) -> web.Response:

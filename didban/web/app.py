@@ -73,8 +73,9 @@ class WebContext:
     problems: Callable[[], list[str]] = list  # what makes the service not ready (named on /readyz)
     metrics: Any = None
     refresh: Callable[[], None] = lambda: None  # brings gauges up to date before /metrics answers
-    # A center stores agents' batches: (location, [(seq, result)], now_ms) → (acknowledged seq, newly stored).
-    ingest: Callable[[str, list[Any], int], Awaitable[tuple[int, int]]] | None = None
+    # A center stores agents' batches: (location, read the batch → [(seq, result)], now_ms)
+    # → (acknowledged seq, newly stored, how many the batch held); the reader raises BadBatch.
+    ingest: Callable[[str, Callable[[], list[Any]], int], Awaitable[tuple[int, int, int]]] | None = None
     board: StatusBoard = field(init=False)
     records: WebRecordStore = field(init=False)
     subscribers: SubscriberStore = field(init=False)
