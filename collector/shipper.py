@@ -65,7 +65,6 @@ class Shipper:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-buffer")
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
-        self._stopping = False
         self._warned: dict[str, float] = {}
         self._batch: tuple[int, int, bytes] | None = None  # (last seq, count, body) of the batch to send next
 
@@ -92,19 +91,18 @@ class Shipper:
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Everything submitted goes to disk; one last try to ship it (bounded); then stop."""
-        self._stopping = True
-        await self._run(self._append_now)
-        deadline = time.monotonic() + grace_s
-        while self.depth and self.unavailable_since is None and time.monotonic() < deadline:
-            if not await self._ship_once():
-                break
-        for task in self._tasks:
+        for task in self._tasks:  # the loops stop first: the last shipping below is the only one
             task.cancel()
         for task in self._tasks:
             try:
                 await task
             except asyncio.CancelledError:
                 pass
+        await self._run(self._append_now)
+        deadline = time.monotonic() + grace_s
+        while self.depth and self.unavailable_since is None and time.monotonic() < deadline:
+            if not await self._ship_once():
+                break
         if self._session is not None:
             await self._session.close()
         await self._run(self.buffer.close)
