@@ -385,8 +385,7 @@ class Engine:
         now_ms = int(self.clock() * 1000)
         settled = await self._month_job(settle, JalaliMonth.containing(now_ms), now_ms)
         for figures in settled.report.services:
-            self.metrics.service_month.labels(figures.service).set(
-                float(truncate_percent(figures.availability_percent)))
+            self.metrics.series.month[figures.service] = float(truncate_percent(figures.availability_percent))
 
     async def watch_locations(self) -> list[LocationState]:
         """Where each probe location stands; one notice when one goes silent and one when it returns."""

@@ -1,25 +1,93 @@
-"""Prometheus metrics (prometheus-client), in a registry of Didban's own."""
+"""Prometheus metrics (prometheus-client), in a registry of Didban's own.
+
+What every check updates is kept in plain dicts and lists and turned into metric families only when
+``/metrics`` is scraped (``CheckSeries``): prometheus-client's instruments take a lock for every
+update, and a labelled child per service costs about a kilobyte — 100 MB for two series of 50,000
+services.  Only the event loop writes them; a scrape, on another thread, reads a copy.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from core.model import ProbeResult
 
 _VERDICT = {"up": 1, "down": 0, "unknown": -1}
+LATENCY_BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LAG_BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
+
+
+class Buckets:
+    """A histogram's counts: one list slot per bucket (the last is +Inf) and the sum."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # a value on a bound belongs to that bucket (le)
+        self.total += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        running, cumulative = 0, []
+        for bound, count in zip((*(str(float(b)) for b in self.bounds), "+Inf"), list(self.counts), strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=self.total)
+
+
+class CheckSeries(Collector):
+    """The per-check series: checks by result, latency, schedule lag, and one series per service
+    (bounded cardinality: the configured services, no location or error label)."""
+
+    def __init__(self) -> None:
+        self.checks: dict[tuple[str, str], int] = {}  # (status, error) → checks
+        self.latency = Buckets(LATENCY_BOUNDS)
+        self.lag = Buckets(LAG_BOUNDS)
+        self.latest: dict[str, tuple[int, float]] = {}  # service → (verdict, when its latest check ran)
+        self.month: dict[str, float] = {}  # service → month-to-date availability, from the settlement
+
+    def observe(self, result: ProbeResult, lag_seconds: float | None) -> None:
+        outcome = (result.status.value, result.error or "")
+        self.checks[outcome] = self.checks.get(outcome, 0) + 1
+        self.latency.observe(result.latency_ms / 1000)
+        self.latest[result.service] = (_VERDICT[outcome[0]], result.ts_ms / 1000)
+        if lag_seconds is not None:
+            self.lag.observe(lag_seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        checks = CounterMetricFamily("didban_checks_total", "Checks run, by result", labels=["status", "error"])
+        for (status, error), count in list(self.checks.items()):
+            checks.add_metric([status, error], count)
+        yield checks
+        yield self.latency.family("didban_check_latency_seconds", "Check latency")
+        yield self.lag.family("didban_schedule_lag_seconds", "Delay between a check's due time and its start")
+        up = GaugeMetricFamily("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
+                               labels=["service"])
+        last = GaugeMetricFamily("didban_service_last_check_timestamp_seconds",
+                                 "When the latest check of a service ran (Unix time)", labels=["service"])
+        for service, (verdict, ran) in list(self.latest.items()):
+            up.add_metric([service], verdict)
+            last.add_metric([service], ran)
+        month = GaugeMetricFamily("didban_service_month_availability_percent",
+                                  "Month-to-date availability per service, as the settlement computes it "
+                                  "(truncated to 2 decimals)", labels=["service"])
+        for service, percent in list(self.month.items()):
+            month.add_metric([service], percent)
+        yield from (up, last, month)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.checks = Counter("didban_checks_total", "Checks run, by result", ["status", "error"],
-                              registry=self.registry)
-        self.latency = Histogram("didban_check_latency_seconds", "Check latency",
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=self.registry)
-        self.lag = Histogram("didban_schedule_lag_seconds", "Delay between a check's due time and its start",
-                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=self.registry)
+        self.series = CheckSeries()
+        self.registry.register(self.series)
         self.queue_depth = Gauge("didban_result_queue_depth", "Results waiting to be stored", registry=self.registry)
         self.outbox_depth = Gauge("didban_outbox_depth", "Notices pending or being sent", registry=self.registry)
         self.store_errors = Gauge("didban_store_errors", "Failed store writes since start (retried)",
@@ -54,32 +122,5 @@ class Metrics:
         self.location_silent = Gauge("didban_location_silent", "1 while a probe location has shipped nothing for "
                                      "longer than agent.silent_after_seconds", ["location"], registry=self.registry)
 
-        # One series per service (bounded cardinality: the configured services, no location or error label).
-        self.service_state = Gauge("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
-                                   ["service"], registry=self.registry)
-        self.service_last_check = Gauge("didban_service_last_check_timestamp_seconds",
-                                        "When the latest check of a service ran (Unix time)", ["service"],
-                                        registry=self.registry)
-        self.service_month = Gauge("didban_service_month_availability_percent",
-                                   "Month-to-date availability per service, as the settlement computes it "
-                                   "(truncated to 2 decimals)", ["service"], registry=self.registry)
-
-        self._check_counters: dict[tuple[str, str], Any] = {}
-        self._service_gauges: dict[str, tuple[Any, Any]] = {}
-
     def observe_check(self, result: ProbeResult, lag_seconds: float | None = None) -> None:
-        # Once per check: the labelled children are looked up once each, not per call (labels() locks and hashes).
-        outcome = (result.status.value, result.error or "")
-        counter = self._check_counters.get(outcome)
-        if counter is None:
-            counter = self._check_counters[outcome] = self.checks.labels(*outcome)
-        counter.inc()
-        self.latency.observe(result.latency_ms / 1000)
-        gauges = self._service_gauges.get(result.service)
-        if gauges is None:
-            gauges = self._service_gauges[result.service] = (self.service_state.labels(result.service),
-                                                             self.service_last_check.labels(result.service))
-        gauges[0].set(_VERDICT[outcome[0]])
-        gauges[1].set(result.ts_ms / 1000)
-        if lag_seconds is not None:
-            self.lag.observe(lag_seconds)
+        self.series.observe(result, lag_seconds)

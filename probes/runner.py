@@ -44,6 +44,17 @@ class CompiledCheck:
     wants: frozenset[str] = frozenset()
 
 
+# A condition is immutable once parsed, and 50,000 services often share the same few: one object each.
+_PARSED: dict[str, Condition] = {}
+
+
+def _condition(text: str) -> Condition:
+    condition = _PARSED.get(text)
+    if condition is None:
+        condition = _PARSED[text] = Condition(text)
+    return condition
+
+
 def compile_check(
     service_id: str, probes: list[ProbeConfig], conditions: list[str], timeout_s: float
 ) -> CompiledCheck:
@@ -51,8 +62,8 @@ def compile_check(
     for probe in probes:
         if isinstance(probe, TlsProbeConfig) and probe.min_days_left > 0:
             rule = f"[CERTIFICATE_EXPIRATION] > {probe.min_days_left * 24}h"
-            compiled.append((Condition(rule), ErrorClass.CERTIFICATE))
-    compiled.extend((Condition(text), ErrorClass.CONDITION) for text in conditions)
+            compiled.append((_condition(rule), ErrorClass.CERTIFICATE))
+    compiled.extend((_condition(text), ErrorClass.CONDITION) for text in conditions)
     used = " ".join(c.text.upper() for c, _ in compiled)
     wants = frozenset(p for p in _PLACEHOLDERS if p in used)
     return CompiledCheck(service_id, tuple(probes), timeout_s, tuple(compiled), wants)
