@@ -22,7 +22,7 @@ from aiohttp import web
 from collector.buffer import Buffer
 from collector.shipper import Shipper
 from core.config import DidbanConfig
-from didban.engine import Engine
+from didban.engine import Engine, settle_heap
 from didban.metrics import Metrics
 
 EXIT_OK = 0
@@ -84,6 +84,7 @@ async def run_agent(config: DidbanConfig, location: str, centers: list[str], tok
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
+    settle_heap()
     grace = config.store.unavailable_grace_seconds
     runner = await _start_listener(engine, shipper, metrics, *listen, grace) if listen else None
     print(f"agent {location}: {engine.scheduled} checks, shipping to {', '.join(shipper.centers)}; buffer "

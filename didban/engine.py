@@ -11,6 +11,7 @@ started) is measured for every check.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import random
@@ -87,6 +88,14 @@ class LagStats:
             return 0.0
         ordered = sorted(self.recent)
         return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def settle_heap() -> None:
+    """Once a process has started: what start-up built (the config, the compiled checks, the schedule)
+    lives as long as the process, so the cyclic garbage collector stops walking it on every full pass —
+    at 50,000 services that is millions of objects, a pause of about a second each time."""
+    gc.collect()
+    gc.freeze()
 
 
 def make_session(limit: int, keepalive: bool, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:

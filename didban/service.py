@@ -35,7 +35,7 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
     derived from the store's stream of results; ``probing`` False: it probes nothing itself.
     """
     from collector.journal import Journal
-    from didban.engine import Engine
+    from didban.engine import Engine, settle_heap
     from didban.metrics import Metrics
 
     store = backend.store()
@@ -62,6 +62,7 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
         engine.store_jobs.subscribe(events.on_outage)
         engine.on_result = events.on_result
     await engine.start()
+    settle_heap()
     web_runner = await start_web(config, backend, engine, metrics, workshop) if config.web.enabled else None
     feed = influx_sink(config, backend, secrets_file)
     if feed is not None:  # Grafana's month figures follow every outage and every close

@@ -343,6 +343,24 @@ async def test_health_and_readiness(aiohttp_client: Any, db_path: Path) -> None:
     assert answer.status == 503 and "scheduler not running" in (await answer.json())["problems"]
 
 
+@pytest.mark.parametrize(("values", "expected"), [
+    ([], {"0.001": 0, "1.0": 0, "+Inf": 0}),
+    ([0.001], {"0.001": 1, "0.005": 1, "+Inf": 1}),  # a value on a bound is in that bucket (le)
+    ([0.0011, 0.7, 9.0], {"0.001": 0, "0.005": 1, "0.5": 1, "1.0": 2, "5.0": 2, "+Inf": 3}),
+])
+def test_histogram_buckets_are_cumulative_with_le_bounds(values: list[float], expected: dict[str, int]) -> None:
+    from didban.metrics import LAG_BOUNDS, Buckets
+
+    buckets = Buckets(LAG_BOUNDS)
+    for value in values:
+        buckets.observe(value)
+    family = buckets.family("lag_seconds", "lag")
+    samples = {s.labels["le"]: s.value for s in family.samples if s.name == "lag_seconds_bucket"}
+    assert {le: samples[le] for le in expected} == expected
+    counts = {s.name: s.value for s in family.samples if s.name != "lag_seconds_bucket"}
+    assert counts == {"lag_seconds_count": len(values), "lag_seconds_sum": pytest.approx(sum(values))}
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus is installed by scripts/test.sh")
 async def test_metrics_pass_promtool(client: TestClient) -> None:
     metrics = client.server.app[CONTEXT].metrics
