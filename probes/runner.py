@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cache
 
 import aiohttp
 import dns.exception
@@ -45,14 +46,7 @@ class CompiledCheck:
 
 
 # A condition is immutable once parsed, and 50,000 services often share the same few: one object each.
-_PARSED: dict[str, Condition] = {}
-
-
-def _condition(text: str) -> Condition:
-    condition = _PARSED.get(text)
-    if condition is None:
-        condition = _PARSED[text] = Condition(text)
-    return condition
+_condition = cache(Condition)
 
 
 def compile_check(
