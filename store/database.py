@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -125,12 +126,21 @@ class SqliteDatabase(Database):
                                        check_same_thread=False)
         except sqlite3.OperationalError as exc:  # no such folder, no permission
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.OperationalError as exc:
-            self._db.close()
-            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        # Switching a new file to WAL takes an exclusive lock, and when another connection switches it at
+        # the same moment SQLite answers "database is locked" at once, without its busy handler: so the
+        # mode is read first (once it is WAL nobody needs the lock) and the switch is retried for a while.
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    self._db.close()
+                    raise StoreUnavailable(f"{self.path}: {exc}") from exc
+                time.sleep(0.05)
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
