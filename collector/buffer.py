@@ -74,12 +74,14 @@ class Buffer:
         rows = self._db.execute("SELECT row FROM buffered ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [json.loads(row) for (row,) in rows]
 
-    def batch(self, limit: int) -> tuple[int, int, bytes]:
-        """The oldest ``limit`` rows as a gzip'd ingest body: (their last sequence number, how many, body).
+    def batch(self, limit: int, after: int = 0) -> tuple[int, int, bytes]:
+        """The oldest ``limit`` rows (numbered above ``after``) as a gzip'd ingest body: (their last sequence
+        number, how many, body).
 
         The rows are kept as the JSON the wire carries, so a batch is joined, not parsed and written again.
         """
-        rows = self._db.execute("SELECT seq, row FROM buffered ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        rows = self._db.execute("SELECT seq, row FROM buffered WHERE seq > ? ORDER BY seq LIMIT ?",
+                                (after, limit)).fetchall()
         if not rows:
             return 0, 0, b""
         body = '{"results":[' + ",".join(row for _, row in rows) + "]}"

@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 from collector.journal import Journal
 from core.model import Outage, OutageEvent, ProbeResult, Status
 from core.timefmt import jalali
+from core.waiting import set_within
 from sla_calc.derive import RunTracker, Transition, quorum_down, quorum_needs, quorum_segments, unrecorded_downtime
 from store.contract import Batch, FeedSource, OutageChange, Store, StoreUnavailable
 
@@ -339,10 +340,7 @@ class Collector:
             rows = await self.run_in_store(source.results_after, position, 0, self._batch_size)
             if not rows:
                 self._stream_wake.clear()
-                try:
-                    await asyncio.wait_for(self._stream_wake.wait(), self._flush_seconds * 4)
-                except TimeoutError:
-                    pass
+                await set_within(self._stream_wake, self._flush_seconds * 4)
                 continue
             batch = self._derive([result for _, result in rows])
             batch.results = []  # stored already: the trackers, outage changes and position commit together

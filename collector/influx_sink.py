@@ -35,6 +35,7 @@ from typing import Any
 
 from core.config import DidbanConfig
 from core.model import ServiceMonth
+from core.waiting import set_within
 from sla_calc.month import truncate_percent
 from sla_calc.periods import JalaliMonth
 from store.contract import FeedSource, Store
@@ -274,17 +275,11 @@ class InfluxSink:
                 log.warning("InfluxDB write failed (%s); the cursor waits, nothing is lost; retrying in %.0f s",
                             type(exc).__name__, delay)
                 written = 0
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
+                await set_within(stop, delay)
                 delay = min(delay * 2, 60.0)
                 continue
             if not written:
-                try:
-                    await asyncio.wait_for(stop.wait(), poll_s)
-                except TimeoutError:
-                    pass
+                await set_within(stop, poll_s)
         await self.aclose()
 
     async def backfill(self, since_ms: int, progress: Callable[[int], None] = lambda written: None) -> int:

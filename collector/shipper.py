@@ -28,6 +28,7 @@ import aiohttp
 
 from collector.buffer import Buffer
 from core.model import ProbeResult
+from core.waiting import set_within
 
 log = logging.getLogger("didban.agent")
 _T = TypeVar("_T")
@@ -65,8 +66,8 @@ class Shipper:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-buffer")
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
-        self._stopping = False
         self._warned: dict[str, float] = {}
+        self._batch: tuple[int, int, bytes] | None = None  # (last seq, count, body) of the batch to send next
 
     # -- what the engine sees (the collector's interface) ------------------------------------------
 
@@ -91,19 +92,18 @@ class Shipper:
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Everything submitted goes to disk; one last try to ship it (bounded); then stop."""
-        self._stopping = True
-        await self._run(self._append_now)
-        deadline = time.monotonic() + grace_s
-        while self.depth and self.unavailable_since is None and time.monotonic() < deadline:
-            if not await self._ship_once():
-                break
-        for task in self._tasks:
+        for task in self._tasks:  # the loops stop first: the last shipping below is the only one
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        await self._run(self._append_now)
+        try:
+            async with asyncio.timeout(grace_s):  # a center slow to answer does not hold the stop
+                while self.depth and self.unavailable_since is None:
+                    if not await self._ship_once():
+                        break
+        except TimeoutError:
+            pass
         if self._session is not None:
             await self._session.close()
         await self._run(self.buffer.close)
@@ -158,10 +158,7 @@ class Shipper:
         while True:
             if not self.depth:
                 self._appended.clear()
-                try:
-                    await asyncio.wait_for(self._appended.wait(), 1.0)
-                except TimeoutError:
-                    pass
+                await set_within(self._appended, 1.0)
                 continue
             try:
                 shipped = await self._ship_once()
@@ -176,25 +173,27 @@ class Shipper:
 
     async def _ship_once(self) -> bool:
         """Send the oldest batch to the current center; True when it was acknowledged."""
-        assert self._session is not None
-        # Read, joined and compressed on the buffer's thread: the loop that measures only sends it.
-        last, count, body = await self._run(self.buffer.batch, self.batch_max)
+        # Read, joined and compressed on the buffer's thread: the loop that measures only sends it. A batch
+        # no center took is kept for the next try, not read again (20,000 rows every few seconds, for days).
+        if self._batch is None:
+            self._batch = await self._run(self.buffer.batch, self.batch_max, 0)
+        last, count, body = self._batch
         if not count:
+            self._batch = None
             await self._run(self._refresh)
             return True
         center = self.centers[self._center]
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
-                   "Content-Encoding": "gzip"}
+        # While a center takes batches, the next one is read and compressed while this one is in flight:
+        # a draining agent sends it as soon as this one is acknowledged.
+        following = (asyncio.ensure_future(self._run(self.buffer.batch, self.batch_max, last))
+                     if self.unavailable_since is None else None)
         try:
-            async with self._session.post(f"{center}/api/ingest", data=body, headers=headers) as answer:
-                text = await answer.text()
-                if answer.status != 200:
-                    self._trouble(center, f"HTTP {answer.status}: {text[:200]}", refused=400 <= answer.status < 500)
-                    return False
-                acknowledged = int(json.loads(text)["acknowledged"])
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
-            self._trouble(center, f"{type(exc).__name__}: {exc}"[:200])
+            acknowledged = await self._post(center, body)
+        finally:
+            next_batch = await following if following is not None else None
+        if acknowledged is None:
             return False
+        self._batch = next_batch if acknowledged == last else None
         await self._run(self.buffer.acknowledge, acknowledged)
         await self._run(self._refresh)
         self.stats.shipped += count if acknowledged >= last else max(0, count - (last - acknowledged))
@@ -205,6 +204,22 @@ class Shipper:
             self.unavailable_since = None
             self._warned.clear()
         return True
+
+    async def _post(self, center: str, body: bytes) -> int | None:
+        """The highest sequence number the center says it stores, or None (said) when it did not answer so."""
+        assert self._session is not None
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
+                   "Content-Encoding": "gzip"}
+        try:
+            async with self._session.post(f"{center}/api/ingest", data=body, headers=headers) as answer:
+                text = await answer.text()
+                if answer.status != 200:
+                    self._trouble(center, f"HTTP {answer.status}: {text[:200]}", refused=400 <= answer.status < 500)
+                    return None
+                return int(json.loads(text)["acknowledged"])
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
+            self._trouble(center, f"{type(exc).__name__}: {exc}"[:200])
+            return None
 
     def _trouble(self, center: str, cause: str, refused: bool = False) -> None:
         if self.unavailable_since is None:

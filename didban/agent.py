@@ -22,6 +22,7 @@ from aiohttp import web
 from collector.buffer import Buffer
 from collector.shipper import Shipper
 from core.config import DidbanConfig
+from core.waiting import set_within
 from didban.engine import Engine, settle_heap
 from didban.metrics import Metrics
 
@@ -90,9 +91,7 @@ async def run_agent(config: DidbanConfig, location: str, centers: list[str], tok
     print(f"agent {location}: {engine.scheduled} checks, shipping to {', '.join(shipper.centers)}; buffer "
           f"{buffer_path}", file=sys.stderr, flush=True)
     try:
-        await asyncio.wait_for(stop.wait(), duration)
-    except TimeoutError:
-        pass
+        await set_within(stop, duration)
     finally:
         if runner is not None:
             await runner.cleanup()

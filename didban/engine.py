@@ -36,7 +36,7 @@ from core.model import ErrorClass, OutageEvent, ProbeResult, Status
 from core.timefmt import jalali
 from didban.dispatch import Dispatcher, ScheduledCheck
 from didban.locations import LocationState, LocationWatch
-from didban.supervisor import Supervisor
+from didban.supervisor import Supervisor, stacks_if_slower_than
 from probes.base import ProbeContext
 from probes.canary import CanaryGuard
 from probes.loopwatch import LoopWatch
@@ -313,6 +313,10 @@ class Engine:
                           coalesce=True)
 
     async def stop(self) -> None:
+        with stacks_if_slower_than(30.0):
+            await self._stop()
+
+    async def _stop(self) -> None:
         self._stopping = True  # a check handed over but not begun must not start now
         if self._scheduler is not None:
             self._scheduler.pause()  # no new calendar runs

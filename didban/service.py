@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import DidbanConfig, InfluxConfig, Secrets
+from core.waiting import set_within
 from didban.operations import on_own_store
 from didban.workshop import Workshop
 from store.backend import Backend
@@ -77,10 +78,7 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
             wait = live_every or 3600.0
             if duration is not None:
                 wait = min(wait, max(0.0, duration - (time.monotonic() - started)))
-            try:
-                await asyncio.wait_for(stop.wait(), wait)
-            except TimeoutError:
-                pass
+            await set_within(stop, wait)
             if live_every and not quiet:
                 from didban import live
 

@@ -18,16 +18,54 @@ the store is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import faulthandler
 import logging
 import random
+import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from store.contract import StoreUnavailable
 
 log = logging.getLogger("didban.supervisor")
 _T = TypeVar("_T")
+
+
+@contextlib.contextmanager
+def stacks_if_slower_than(seconds: float) -> Iterator[None]:
+    """Where everything waits, to stderr, if the block is still running after ``seconds`` (it runs on).
+
+    Each part of a stop is bounded; one that hangs all the same is a bug to find, and the person who
+    runs ``systemctl stop`` (or a test) sees where instead of a process that never ends: every task's
+    chain of awaits, and every thread's stack should the event loop itself be blocked.
+    """
+    told = asyncio.get_running_loop().call_later(seconds, _tell_tasks, seconds)
+    try:
+        faulthandler.dump_traceback_later(seconds + 1)
+        dumping = True
+    except (ValueError, OSError, AttributeError):  # stderr is no file (embedded, captured): threads untold
+        dumping = False
+    try:
+        yield
+    finally:
+        told.cancel()
+        if dumping:
+            faulthandler.cancel_dump_traceback_later()
+
+
+def _tell_tasks(seconds: float) -> None:
+    lines = [f"still stopping after {seconds:.0f} s; where each task waits:"]
+    for task in asyncio.all_tasks():
+        lines.append(f"  task {task.get_name()}:")
+        awaited: Any = task.get_coro()
+        while awaited is not None:  # the coroutine, what it awaits, and so on down to the innermost await
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 class Supervisor:

@@ -193,17 +193,35 @@ async def farm(aiohttp_server: Any) -> AsyncIterator[tuple[Farm, int]]:
     yield counts, server.port
 
 
-async def didban(*args: str, cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "didban.cli", *args, cwd=cwd,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+_logs: dict[int, Path] = {}  # each process's log file (a pipe nobody reads until the end could fill and stall it)
+
+
+async def didban(*args: str, cwd: Path, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    log = cwd / f"{args[0]}-{len(_logs)}.log"
+    with log.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "didban.cli", *args, cwd=cwd,
+                                                       stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
+                                                       env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    _logs[process.pid] = log
+    return process
+
+
+def log_of(process: asyncio.subprocess.Process) -> str:
+    return _logs[process.pid].read_text(encoding="utf-8", errors="replace")
 
 
 async def stopped(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> str:
+    """Its log, once it has stopped; a process still running 40 s after the signal fails the test with its log
+    (a stop that takes 30 s prints every thread's stack there first)."""
     if process.returncode is None:
         process.send_signal(sig)
-    _, stderr = await asyncio.wait_for(process.communicate(), 40)
-    return stderr.decode()
+    try:
+        await asyncio.wait_for(process.wait(), 40)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"still running 40 s after signal {sig}; its log:\n{log_of(process)[-8000:]}") from None
+    return log_of(process)
 
 
 def stored(db: Path) -> Counter[str]:

@@ -115,10 +115,7 @@ async def test_the_lease_holder_killed_the_other_center_carries_on(tmp_path: Pat
     ports = [free_port(), free_port()]
 
     async def center(port: int) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "didban.cli", "server", "--config", str(config), cwd=tmp_path,
-            env={**env, "DIDBAN_WEB_PORT": str(port)}, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
+        return await didban("server", "--config", str(config), cwd=tmp_path, env={**env, "DIDBAN_WEB_PORT": str(port)})
 
     centers = [await center(ports[0])]
     await asyncio.to_thread(wait_http, f"http://127.0.0.1:{ports[0]}/healthz", 30)
@@ -159,9 +156,7 @@ async def test_the_lease_holder_killed_the_other_center_carries_on(tmp_path: Pat
         try:
             await until(outage_and_close, 60)  # the holder derived the outage and closed the ended month
         except AssertionError:
-            for process in centers:
-                process.send_signal(signal.SIGTERM)
-            raise AssertionError([(await p.communicate())[1].decode()[-3000:] for p in centers]) from None
+            raise AssertionError([(await stopped(p))[-3000:] for p in centers]) from None
         await stopped(centers[holder], signal.SIGKILL)
         survivor = centers[1 - holder]
 
