@@ -90,6 +90,9 @@ class LagStats:
         return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+INSUFFICIENT_RETRY_MS = 3_600_000
+
+
 def settle_heap() -> None:
     """Once a process has started: what start-up built (the config, the compiled checks, the schedule)
     lives as long as the process, so the cyclic garbage collector stops walking it on every full pass —
@@ -175,6 +178,7 @@ class Engine:
         self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
         self._last_beat: dict[str, float] = {}  # heartbeat service → when it last reported in (epoch s)
         self._insufficient_warned: set[str] = set()
+        self._insufficient_until: dict[str, float] = {}  # month → when to try closing it again
         self._location_watch = LocationWatch()
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
@@ -582,9 +586,14 @@ class Engine:
         grace_ms = int(self.config.sla.close_grace_minutes * 60_000)
         done = []
         for month in due_months(now_ms, grace_ms):
+            if now_ms < self._insufficient_until.get(str(month), 0):
+                continue
             try:
                 outcome = await self._month_job(close_month, month, now_ms)
             except InsufficientEvidence as exc:
+                # Building a month's pack to find its evidence short costs a core-second per 5,000 services,
+                # on the core that measures: a short month is tried hourly, not at every 15-minute round.
+                self._insufficient_until[str(month)] = now_ms + INSUFFICIENT_RETRY_MS
                 if str(month) not in self._insufficient_warned:  # once per month, not every 15 minutes
                     self._insufficient_warned.add(str(month))
                     log.warning("month %s not closed automatically: %s", month, exc)

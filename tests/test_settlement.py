@@ -249,6 +249,27 @@ async def test_the_engine_closes_due_months_by_itself(store: SqliteStore) -> Non
     assert [c.service for c in store.ledger(str(MONTH))] == ["portal"]
 
 
+async def test_a_month_short_of_evidence_is_tried_again_hourly(db_path: Path) -> None:
+    from didban.engine import INSUFFICIENT_RETRY_MS, Engine
+
+    store = SqliteStore(db_path)
+    fill(store, "portal", last=10_000)  # a week of a month: too little to close
+    fill(store, "dispatch")
+    now = [AFTER]
+    engine = Engine(config(), store, "tabriz", clock=lambda: now[0] / 1000)
+    await engine.collector.start()
+    try:
+        assert await engine.settle_due() == []  # short: not closed
+        fill(store, "portal", first=10_000)  # the rest arrives (an agent's backlog drained)
+        now[0] += INSUFFICIENT_RETRY_MS - 1
+        assert await engine.settle_due() == []  # not tried again within the hour
+        now[0] += 1
+        assert str(MONTH) in await engine.settle_due()  # an hour on: tried, and closed
+    finally:
+        await engine.collector.stop()
+        store.close()
+
+
 # -- export formats ----------------------------------------------------------------------
 
 
