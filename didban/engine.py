@@ -114,8 +114,9 @@ def make_session(limit: int, keepalive: bool, resolver: AbstractResolver | None 
     )
 
 
-MonthWork = Callable[..., Awaitable[Any]]
-"""Runs ``job(config, store, *args)`` — a settlement, a month close — and returns what it returns."""
+StoreWork = Callable[..., Awaitable[Any]]
+"""Runs ``job(config, store, *args)`` — a settlement, a month close, the store's upkeep — on a store
+connection of its own, and returns what it returns."""
 
 
 class Engine:
@@ -135,7 +136,7 @@ class Engine:
         alerts: Alerts | None = None,
         metrics: Metrics | None = None,
         journal: Journal | None = None,
-        month_work: MonthWork | None = None,
+        store_work: StoreWork | None = None,
     ) -> None:
         self.config = config
         self.location = location
@@ -185,7 +186,7 @@ class Engine:
         self.on_result: Callable[[ProbeResult], None] | None = None  # e.g. the demo's event log
         # A month's evidence is read on a thread and store connection of its own when the service gives one:
         # the store's thread, which takes the results (and a center's agents' batches), never waits on it.
-        self.month_work = month_work
+        self.store_work = store_work
         if alerts is not None and self.collector is not None:
             self.collector.subscribe(self._on_outage_event)
 
@@ -400,7 +401,7 @@ class Engine:
 
         assert self.metrics is not None
         now_ms = int(self.clock() * 1000)
-        settled = await self._month_job(settle, JalaliMonth.containing(now_ms), now_ms)
+        settled = await self._store_job(settle, JalaliMonth.containing(now_ms), now_ms)
         for figures in settled.report.services:
             self.metrics.series.month[figures.service] = float(truncate_percent(figures.availability_percent))
 
@@ -572,9 +573,9 @@ class Engine:
 
     # -- settlement ------------------------------------------------------------------
 
-    async def _month_job(self, job: Callable[..., Any], *args: Any) -> Any:
-        if self.month_work is not None:
-            return await self.month_work(job, *args)
+    async def _store_job(self, job: Callable[..., Any], *args: Any) -> Any:
+        if self.store_work is not None:
+            return await self.store_work(job, *args)
         return await self.store_jobs.run_in_store(job, self.config, self.store_jobs.store, *args)
 
     async def settle_due(self) -> list[str]:
@@ -589,7 +590,7 @@ class Engine:
             if now_ms < self._insufficient_until.get(str(month), 0):
                 continue
             try:
-                outcome = await self._month_job(close_month, month, now_ms)
+                outcome = await self._store_job(close_month, month, now_ms)
             except InsufficientEvidence as exc:
                 # Building a month's pack to find its evidence short costs a core-second per 5,000 services,
                 # on the core that measures: a short month is tried hourly, not at every 15-minute round.
@@ -614,33 +615,20 @@ class Engine:
 
     async def materialize(self) -> int:
         """Store derived segments up to an hour ago (later results may still arrive out of order)."""
-        store = self.store_jobs.store
-        until_ms = int((self.clock() - 3600) * 1000)
-        written = 0
-        for _, service in self.config.services():
-            for location in await self.store_jobs.run_in_store(store.locations_of, service.id):
-                written += await self.store_jobs.run_in_store(
-                    store.materialize, service.id, location, until_ms,
-                    int(service.interval_seconds * 1000), service.failure_threshold,
-                )
-        return written
+        from didban import upkeep
+
+        return int(await self._store_job(upkeep.materialize, int((self.clock() - 3600) * 1000)))
 
     async def compact(self) -> int:
         """Compact raw results older than retention_days into run-length segments."""
-        cutoff_ms = int((self.clock() - timedelta(days=self.config.store.retention_days).total_seconds()) * 1000)
-        store = self.store_jobs.store
-        removed = 0
-        for _, service in self.config.services():
-            for location in await self.store_jobs.run_in_store(store.locations_of, service.id):
-                removed += await self.store_jobs.run_in_store(
-                    store.compact, service.id, location, cutoff_ms,
-                    int(service.interval_seconds * 1000), service.failure_threshold,
-                )
-        if removed:
-            log.info("retention: %d raw results compacted into segments", removed)
+        from didban import upkeep
         from didban.settlement import purge_old_packs
 
-        purged = await self.store_jobs.run_in_store(purge_old_packs, self.config, store, int(self.clock() * 1000))
+        cutoff_ms = int((self.clock() - timedelta(days=self.config.store.retention_days).total_seconds()) * 1000)
+        removed = int(await self._store_job(upkeep.compact, cutoff_ms))
+        if removed:
+            log.info("retention: %d raw results compacted into segments", removed)
+        purged = await self._store_job(purge_old_packs, int(self.clock() * 1000))
         if purged:
             log.info("evidence retention: %d archived pack(s) older than %g years removed", purged,
                      self.config.sla.evidence_retention_years)

@@ -49,12 +49,12 @@ async def serve(config: DidbanConfig, backend: Backend, location: str, *, keepal
     journal = Journal(backend.journal_path(config.store.journal_dir))
     workshop = Workshop()  # heavy work: the engine's month jobs, the web's exports
 
-    async def month_work(job: Any, *args: Any) -> Any:
+    async def store_work(job: Any, *args: Any) -> Any:
         return await workshop.run(on_own_store, backend, job, config, *args)
 
     engine = Engine(config, store, location, keepalive=keepalive, alerts=alerts, metrics=metrics, journal=journal,
                     follow=backend.feed() if center else None, lease=Lease(backend) if center else None,
-                    probing=probing, month_work=month_work)
+                    probing=probing, store_work=store_work)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -152,6 +152,36 @@ async def test_retention_compacts_old_results_into_segments(db_path: Path) -> No
     store.close()
 
 
+async def test_upkeep_sees_what_another_writer_stored(db_path: Path) -> None:
+    """Two centers on one store: the one that materializes knows pairs only the other ever stored."""
+    import time as clock
+
+    from core.model import ProbeResult
+    from didban.operations import on_own_store
+    from store.backend import Backend
+    from store.contract import Batch
+
+    now = clock.time()
+    start = int((now - 3 * 3600) * 1000)
+    config = make_config([{"id": "portal", "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]}],
+                         locations=[{"id": "tabriz"}, {"id": "shiraz"}])
+    backend = Backend(path=db_path)
+
+    async def store_work(job: Any, *args: Any) -> Any:  # as `didban server` runs it (there in its workshop)
+        return await asyncio.to_thread(on_own_store, backend, job, config, *args)
+
+    engine = Engine(config, backend.store(), "tabriz", clock=lambda: now, store_work=store_work)
+    await engine.collector.start()
+    with backend.store() as other:  # the other center ingests shiraz's agent after this one started
+        other.write(Batch(results=[ProbeResult("portal", "shiraz", start + i * 60_000, Status.UP, 1.0)
+                                   for i in range(180)]))
+    try:
+        assert await engine.materialize() == 1  # shiraz's steady 'up' segment
+    finally:
+        await engine.collector.stop()
+        engine.collector.store.close()
+
+
 async def test_materialize_job_stores_segments_up_to_an_hour_ago(db_path: Path) -> None:
     import time as clock
 
