@@ -179,7 +179,7 @@ class Engine:
         self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
         self._last_beat: dict[str, float] = {}  # heartbeat service → when it last reported in (epoch s)
         self._insufficient_warned: set[str] = set()
-        self._insufficient_until: dict[str, float] = {}  # month → when to try closing it again
+        self._insufficient_until: dict[str, int] = {}  # month → when to try closing it again
         self._location_watch = LocationWatch()
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
@@ -592,8 +592,8 @@ class Engine:
             try:
                 outcome = await self._store_job(close_month, month, now_ms)
             except InsufficientEvidence as exc:
-                # Building a month's pack to find its evidence short costs a core-second per 5,000 services,
-                # on the core that measures: a short month is tried hourly, not at every 15-minute round.
+                # Finding a month short reads its figures from the store (half a core-second per 5,000
+                # services, on the core that measures): a short month is tried hourly, not every 15 minutes.
                 self._insufficient_until[str(month)] = now_ms + INSUFFICIENT_RETRY_MS
                 if str(month) not in self._insufficient_warned:  # once per month, not every 15 minutes
                     self._insufficient_warned.add(str(month))
