@@ -250,7 +250,7 @@ def close_month(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: 
     if store.month_close(str(month)) is not None:
         return _adjust(config, store, month, now_ms)
     if not accept_insufficient_evidence:
-        # The figures from the store first (a tenth of the pack's cost): a month short of evidence, the
+        # The figures from the store first (two thirds of the pack's cost): a month short of evidence, the
         # case a running service meets most, is refused without building the pack. Same maths, same figure.
         _refuse_if_short(month, settle(config, store, month, now_ms).report)
     snap = fresh_snapshot(config, store, month, now_ms)
