@@ -8,25 +8,26 @@ start; and the collector's thread is not held while they run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core.config import DidbanConfig
 from store.contract import Store
 
 
 def materialize(config: DidbanConfig, store: Store, until_ms: int) -> int:
     """Derived segments stored up to ``until_ms``; how many were written."""
-    written = 0
-    for _, service in config.services():
-        for location in store.locations_of(service.id):
-            written += store.materialize(service.id, location, until_ms, int(service.interval_seconds * 1000),
-                                         service.failure_threshold)
-    return written
+    return _each_pair(config, store, store.materialize, until_ms)
 
 
 def compact(config: DidbanConfig, store: Store, before_ms: int) -> int:
     """Raw results older than ``before_ms`` folded into run-length segments; how many results were removed."""
-    removed = 0
+    return _each_pair(config, store, store.compact, before_ms)
+
+
+def _each_pair(config: DidbanConfig, store: Store, fold: Callable[[str, str, int, int, int], int], at_ms: int) -> int:
+    """``fold`` over every (service, location) the store holds, with the service's interval and threshold."""
+    total = 0
     for _, service in config.services():
         for location in store.locations_of(service.id):
-            removed += store.compact(service.id, location, before_ms, int(service.interval_seconds * 1000),
-                                     service.failure_threshold)
-    return removed
+            total += fold(service.id, location, at_ms, int(service.interval_seconds * 1000), service.failure_threshold)
+    return total
