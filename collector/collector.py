@@ -110,6 +110,9 @@ class Collector:
         self._open: dict[str, Outage] = {}
         self._handlers: list[EventHandler] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-store")
+        # The journal has a thread of its own: while a write waits on a locked store (up to its busy timeout),
+        # what keeps arriving is journaled meanwhile, not held in memory only until the write gives up.
+        self._journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="didban-journal")
         self._task: asyncio.Task[None] | None = None
         self._follow_task: asyncio.Task[None] | None = None  # a center's deriving from the stream
         self._last_drop_report = 0.0
@@ -138,7 +141,7 @@ class Collector:
                 self._trackers.setdefault(service, {})[location] = tracker
         self._open = await self.run_in_store(self.store.open_outages)
         if self.journal is not None:
-            waiting = await self.run_in_store(self.journal.read)
+            waiting = await self._in_journal(self.journal.read)
             if waiting:  # results a previous process could not store: first in line, in their order
                 log.warning("replaying %d results from the journal %s", len(waiting), self.journal.path)
                 fresh = await self.run_in_store(self.store.missing, waiting)
@@ -184,6 +187,7 @@ class Collector:
                 pass
             self._follow_task = None
         self._executor.shutdown(wait=True)
+        self._journal_thread.shutdown(wait=True)
 
     def open_outage(self, service: str) -> Outage | None:
         return self._open.get(service)
@@ -226,6 +230,9 @@ class Collector:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, function, *args)
 
+    async def _in_journal(self, function: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._journal_thread, function, *args)
+
     async def _take(self) -> tuple[list[ProbeResult], bool]:
         """Wait for results, give a batch time to gather, then take up to batch_size of them
         (and whether all of them are in the journal already)."""
@@ -264,8 +271,18 @@ class Collector:
     async def _write(self, batch: Batch, journaled: bool) -> list[Outage]:
         delay = 0.1
         while True:
+            attempt = asyncio.ensure_future(self.run_in_store(self.store.write, batch))
+            # A write still waiting after a second (a locked store waits out its busy timeout; a quarter of one
+            # once the store is known to be in trouble): the batch and what keeps arriving go to the journal
+            # meanwhile, so a kill -9 then loses only the checks in flight.
+            patience = 0.25 if self.unavailable_since is not None else 1.0
+            while self.journal is not None and not (await asyncio.wait({attempt}, timeout=patience))[0]:
+                if not journaled:
+                    journaled = await self._journal(batch.results)
+                await self._journal_pending()
+                patience = 0.25
             try:
-                outages = await self.run_in_store(self.store.write, batch)
+                outages = await attempt
             except Exception as exc:  # locked, disk full, a bug: results are delayed, never dropped
                 self.stats.store_errors += 1
                 if self.unavailable_since is None:
@@ -286,7 +303,7 @@ class Collector:
                 self.unavailable_since = None
                 self._warned.clear()
             if self.journal is not None and self._journaled == 0 and self.journal.appended:
-                await self.run_in_store(self.journal.clear)  # everything journaled is stored now
+                await self._in_journal(self.journal.clear)  # everything journaled is stored now
             return outages
 
     def _warn(self, exc: Exception, waiting: int) -> None:
@@ -303,7 +320,7 @@ class Collector:
         if self.journal is None:
             return False
         try:
-            await self.run_in_store(self.journal.append, results)
+            await self._in_journal(self.journal.append, results)
         except OSError as exc:
             log.error("cannot append to the journal %s (%s); waiting results are in memory only",
                       self.journal.path, exc)
