@@ -178,8 +178,7 @@ class Engine:
         self.metrics = metrics
         self._recent_outages: dict[str, int] = {}  # service → last outage event (ms), for burn-rate checks
         self._last_beat: dict[str, float] = {}  # heartbeat service → when it last reported in (epoch s)
-        self._insufficient_warned: set[str] = set()
-        self._insufficient_until: dict[str, int] = {}  # month → when to try closing it again
+        self._insufficient_until: dict[str, int] = {}  # month short of evidence → when to try closing it again
         self._location_watch = LocationWatch()
         # Called with a month's id once the engine closed it (the InfluxDB feed writes its closed figures).
         self.month_closed_handlers: list[Callable[[str], Awaitable[None]]] = []
@@ -594,9 +593,9 @@ class Engine:
             except InsufficientEvidence as exc:
                 # Finding a month short reads its figures from the store (half a core-second per 5,000
                 # services, on the core that measures): a short month is tried hourly, not every 15 minutes.
+                first = str(month) not in self._insufficient_until
                 self._insufficient_until[str(month)] = now_ms + INSUFFICIENT_RETRY_MS
-                if str(month) not in self._insufficient_warned:  # once per month, not every 15 minutes
-                    self._insufficient_warned.add(str(month))
+                if first:  # said once per month, not at every try
                     log.warning("month %s not closed automatically: %s", month, exc)
                 continue
             if outcome.closed_now:
