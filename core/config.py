@@ -645,12 +645,45 @@ def load_config(path: str | Path) -> DidbanConfig:
     collecting = gc.isenabled()
     gc.disable()  # a big file is a million new objects and no cycles: the collector's passes cost 40 %
     try:
+        services = _ServiceRecords()
+        config = _valid(yamlfile.read(text, limits, yamlfile.Settle(("agencies", None, "services", None), services)))
+        if config is not None:
+            return config
+        # Something is wrong: read again, keeping every line, to say where.
         return _validated(path, yamlfile.read(text, limits))
     except yamlfile.YamlProblem as problem:
         raise ConfigError([f"{path}:{problem.line}: {problem.message}"]) from None
     finally:
         if collecting:
             gc.enable()
+
+
+class _ServiceRecords:
+    """Each service validated as soon as it is read, so that a big file's plain values come and go one service
+    at a time (the records keep only what they need). After the first that fails the rest stay plain: that
+    read is only to find out whether anything is wrong."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def __call__(self, value: Any) -> Any:
+        if not self.failed and isinstance(value, dict):
+            try:
+                return ServiceConfig.model_validate(value)
+            except ValidationError:
+                self.failed = True
+        return value
+
+
+def _valid(document: yamlfile.Document) -> DidbanConfig | None:
+    """The config, or None when anything in it is wrong."""
+    if not isinstance(document.value, dict):
+        return None
+    try:
+        config = DidbanConfig.model_validate(document.value)
+    except ValidationError:
+        return None
+    return None if config.reference_errors() else config
 
 
 def _validated(path: Path, document: yamlfile.Document) -> DidbanConfig:

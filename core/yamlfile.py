@@ -10,12 +10,17 @@ before anything is expanded: an alias costs the size of what it names, and nothi
 Scalars are read by the YAML 1.2 core schema, as ruamel.yaml read them (``yes`` and ``on`` are
 text, ``010`` is ten), plus unquoted ``YYYY-MM-DD`` dates, so that the config can tell people to
 quote them. Merge keys (``<<: *defaults``) work; a key given twice is an error.
+
+A caller can have the values at one place of the file settled as soon as each is read (``Settle``):
+the config turns every service into its validated record there, so the plain values of 50,000
+services never exist all at once, and neither do their marks.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -46,6 +51,16 @@ class Limits:
     max_nesting: int
     max_aliases: int
     max_values: int  # once aliases are expanded
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Where and how: ``at`` is a path from the top, a key for a mapping's value, None for any item of a
+    list; ``turn`` gets each value found there once it is complete and returns what the document holds
+    instead. A settled value's marks are its line alone: whoever needs its inner lines reads again."""
+
+    at: tuple[str | None, ...]
+    turn: Callable[[Any], Any]
 
 
 @dataclass
@@ -113,18 +128,20 @@ def _tagged(text: str, tag: str, line: int) -> Any:
 class _Open:
     """A mapping or list being built: its value, its marks, and (for a mapping) the key waiting for a value."""
 
-    __slots__ = ("anchor", "is_map", "key", "key_line", "line", "marks", "merges", "value", "values_before")
+    __slots__ = ("anchor", "is_map", "key", "key_line", "line", "marks", "merges", "on_path", "value",
+                 "values_before")
 
-    def __init__(self, is_map: bool, line: int, anchor: str | None, values_before: int) -> None:
+    def __init__(self, is_map: bool, line: int, anchor: str | None, values_before: int, on_path: int) -> None:
         self.value: Any = {} if is_map else []
         self.marks: Any = {} if is_map else []
         self.is_map, self.line, self.anchor, self.values_before = is_map, line, anchor, values_before
+        self.on_path = on_path  # how much of Settle.at this container's place matches; -1 when it left it
         self.key: str | None = None
         self.key_line = 0
         self.merges: list[tuple[int, Any, Any]] = []
 
 
-def read(text: str, limits: Limits) -> Document:
+def read(text: str, limits: Limits, settle: Settle | None = None) -> Document:
     """The one document in ``text``; YamlProblem (with its line) for anything that is not one, or is too much.
 
     One loop over the events with the open container in a local: this runs once per value of a
@@ -132,8 +149,12 @@ def read(text: str, limits: Limits) -> Document:
     """
     get_event = CParser(text).get_event
     anchors: dict[str, tuple[Any, Any, int]] = {}  # name → (value, marks, values once expanded)
+    # Equal texts are one object: 50,000 services repeat their keys, agreement, type and conditions,
+    # and the validated records keep the very strings they were given.
+    texts: dict[str, str] = {}
     stack: list[_Open] = []
-    top = _Open(False, 1, None, 0)  # the document: a list that will hold its one value
+    top = _Open(False, 1, None, 0, -2)  # the document: a list that will hold its one value
+    settle_at = settle.at if settle is not None else None
     values = aliases = documents = 0
     max_values = limits.max_values
     try:
@@ -151,6 +172,8 @@ def read(text: str, limits: Limits) -> Document:
                     pass  # a key is text: config keys need no resolving
                 elif event.implicit[0] and not event.style and (not value or value[0] in _MAY_RESOLVE):
                     value = plain_scalar(value)
+                if type(value) is str:
+                    value = texts.setdefault(value, value)
                 if event.anchor is not None:
                     anchors[event.anchor] = (value, None, 1)
                 marks = None
@@ -160,7 +183,8 @@ def read(text: str, limits: Limits) -> Document:
                 if len(stack) >= limits.max_nesting:
                     raise YamlProblem(line, f"nested more than {limits.max_nesting} levels deep")
                 stack.append(top)
-                top = _Open(kind is _MAP_START, line, event.anchor, values)
+                top = _Open(kind is _MAP_START, line, event.anchor, values,
+                            -1 if settle_at is None else _place(top, settle_at))
                 continue
             elif kind is _MAP_END or kind is _SEQ_END:
                 done, top = top, stack.pop()
@@ -169,6 +193,8 @@ def read(text: str, limits: Limits) -> Document:
                 if done.anchor is not None:
                     anchors[done.anchor] = (done.value, done.marks, values - done.values_before + 1)
                 value, marks, line = done.value, done.marks, done.line
+                if settle is not None and done.on_path == len(settle.at):
+                    value, marks = settle.turn(value), None
             elif kind is _ALIAS:
                 line = event.start_mark.line + 1
                 aliases += 1
@@ -217,6 +243,18 @@ def read(text: str, limits: Limits) -> Document:
     if not top.value:
         return Document(None, None)
     return Document(top.value[0], unpack(top.marks[0])[1])
+
+
+def _place(parent: _Open, at: tuple[str | None, ...]) -> int:
+    """How much of ``at`` the place of a container opening inside ``parent`` matches (-1: none of it)."""
+    if parent.on_path == -2:
+        return 0  # the document's value: the path starts here
+    done = parent.on_path
+    if done < 0 or done >= len(at):
+        return -1
+    wanted = at[done]
+    fits = not parent.is_map if wanted is None else parent.is_map and parent.key == wanted
+    return done + 1 if fits else -1
 
 
 _SCALAR, _ALIAS, _DOCUMENT_START = events.ScalarEvent, events.AliasEvent, events.DocumentStartEvent

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.yamlfile import Limits, YamlProblem, read, unpack
+from core.yamlfile import Limits, Settle, YamlProblem, read, unpack
 
 ROOMY = Limits(max_nesting=64, max_aliases=1000, max_values=100_000)
 
@@ -103,3 +103,32 @@ def test_what_is_not_a_config_is_refused_with_its_line(text: str, limits: Limits
 def test_an_empty_file_is_no_value() -> None:
     assert read("", ROOMY).value is None
     assert read("# only a comment\n", ROOMY).value is None
+
+
+def test_values_at_the_settle_path_are_turned_as_each_is_read() -> None:
+    text = ("d: &d {kind: base}\n"
+            "groups:\n"
+            "  - items:\n"
+            "      - {n: 1}\n"
+            "      - <<: *d\n"
+            "        n: 2\n"
+            "    other: [{n: 3}]\n"
+            "  - items: [{n: 4}]\n")
+    seen: list[Any] = []
+
+    def turn(value: Any) -> Any:
+        seen.append(dict(value))
+        return ("turned", value["n"])
+
+    document = read(text, ROOMY, Settle(("groups", None, "items", None), turn))
+    assert seen == [{"n": 1}, {"kind": "base", "n": 2}, {"n": 4}]  # merged before turning; `other` left alone
+    assert document.value["groups"][0]["items"] == [("turned", 1), ("turned", 2)]
+    assert document.value["groups"][0]["other"] == [{"n": 3}]
+    assert document.value["d"] == {"kind": "base"}
+    items: Any = unpack(unpack(unpack(document.marks["groups"])[1][0])[1]["items"])[1]  # type: ignore[index]
+    assert items == [4, 5]  # a settled value keeps its line, not its inner marks
+
+
+def test_equal_texts_are_one_object() -> None:
+    value = read("a: [maintenance, 'maintenance', {maintenance: maintenance}]\n", ROOMY).value["a"]
+    assert value[0] is value[1] is next(iter(value[2])) is value[2]["maintenance"]
