@@ -21,10 +21,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import yamlfile
@@ -33,11 +35,18 @@ SLUG = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 JALALI_DATE = r"^1[34]\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 
 
+_FORBID_EXTRA = ConfigDict(extra="forbid")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Name(Strict):
+# What there is one of per service (the service, its name, its probes) is a slotted pydantic dataclass,
+# validated the same way: a model instance carries a __dict__ and a set of the fields given, about 2 KB
+# per service, 100 MB of the 400 a deployment of 50,000 services may use.
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class Name:
     fa: str = Field(min_length=1)
     en: str = Field(min_length=1)
 
@@ -55,7 +64,8 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 # -- probes: a discriminated union on `type` ---------------------------------
 
 
-class HttpProbeConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class HttpProbeConfig:
     type: Literal["http"]
     url: str = Field(pattern=r"^https?://")
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
@@ -82,14 +92,16 @@ class HttpProbeConfig(Strict):
         return value
 
 
-class TcpProbeConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class TcpProbeConfig:
     type: Literal["tcp"]
     target: HostPort
     send: str | None = None
     expect: str | None = None
 
 
-class DnsProbeConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class DnsProbeConfig:
     type: Literal["dns"]
     name: str = Field(min_length=1)
     query_type: Literal["A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "PTR", "SRV"] = "A"
@@ -98,7 +110,8 @@ class DnsProbeConfig(Strict):
     expect_answers: list[str] = Field(default_factory=list)
 
 
-class TlsProbeConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class TlsProbeConfig:
     type: Literal["tls"]
     target: HostPort
     server_name: str | None = None
@@ -106,19 +119,22 @@ class TlsProbeConfig(Strict):
     min_days_left: int = Field(default=14, ge=0)
 
 
-class IcmpProbeConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class IcmpProbeConfig:
     type: Literal["icmp"]
     host: str = Field(min_length=1)
 
 
-class ResolveProbeConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class ResolveProbeConfig:
     """Resolve a name through the probes' own resolver (what a ``dns`` canary without a nameserver does)."""
 
     type: Literal["resolve"]
     name: str = Field(min_length=1)
 
 
-class HeartbeatProbeConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class HeartbeatProbeConfig:
     """Not a probe: the service reports in (``POST /api/heartbeat/TOKEN``) every ``interval_seconds``; a report
     missing for longer than the interval plus ``grace_seconds`` is a failed check."""
 
@@ -157,7 +173,7 @@ class CanaryConfig(Strict):
         if self.checks_resolver:
             return ResolveProbeConfig(type="resolve", name=self.name or "")
         fields = self.model_dump(exclude={"id"}, exclude_none=True)
-        return _CANARY_PROBE[self.type].model_validate(fields)
+        return _CANARY_PROBE[self.type](**fields)
 
 
 _CANARY_PROBE: dict[str, type[HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | IcmpProbeConfig]] = {
@@ -196,7 +212,8 @@ class AgreementConfig(Strict):
         return self
 
 
-class ServiceConfig(Strict):
+@dataclass(frozen=True, slots=True, kw_only=True, config=_FORBID_EXTRA)
+class ServiceConfig:
     id: str = Field(pattern=SLUG)
     name: Name
     agreement: str
@@ -569,10 +586,12 @@ def _describe(error: Any) -> tuple[str, str | None]:
     """(message, extra path part) for one pydantic error, in the user's terms."""
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):  # a model's, a dataclass's
         return "unknown key: not allowed here (check its spelling)", None
     if kind == "missing":
         return "required key is missing", None
+    if kind in ("model_type", "dataclass_type", "dict_type"):
+        return f"expected a mapping (key: value), got {_shown(error.get('input'))}", None
     if kind == "union_tag_invalid":
         return f"expected one of {ctx.get('expected_tags')}, got {_shown(ctx.get('tag'))}", "type"
     if kind == "union_tag_not_found":
@@ -669,10 +688,13 @@ class _ServiceRecords:
     def __call__(self, value: Any) -> Any:
         if not self.failed and isinstance(value, dict):
             try:
-                return ServiceConfig.model_validate(value)
+                return _SERVICE.validate_python(value)
             except ValidationError:
                 self.failed = True
         return value
+
+
+_SERVICE = TypeAdapter(ServiceConfig)
 
 
 def _valid(document: yamlfile.Document) -> DidbanConfig | None:

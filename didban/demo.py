@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from core.config import CanaryConfig, DidbanConfig, HttpProbeConfig, ServiceConfig
+from core.config import CanaryConfig, DidbanConfig, HttpProbeConfig
 from store.backend import Backend
 
 MAINTENANCE_PAGE = (
@@ -92,12 +92,9 @@ def demo_config(config: DidbanConfig, base_url: str, interval: float) -> DidbanC
     for agency in config.agencies:
         services = []
         for service in agency.services:
-            data = service.model_dump()
-            data["probes"] = [HttpProbeConfig(type="http", url=f"{base_url}/{service.id}",
-                                              keyword_absent="maintenance").model_dump()]
-            data["interval_seconds"] = interval
-            data["timeout_seconds"] = min(service.timeout_seconds, interval, 3.0)
-            services.append(ServiceConfig.model_validate(data))
+            probe = HttpProbeConfig(type="http", url=f"{base_url}/{service.id}", keyword_absent="maintenance")
+            services.append(replace(service, probes=[probe], interval_seconds=interval,
+                                    timeout_seconds=min(service.timeout_seconds, interval, 3.0)))
         agencies.append(agency.model_copy(update={"services": services}))
     canary = CanaryConfig(id="simulator", type="http", url=f"{base_url}/canary")
     return config.model_copy(update={

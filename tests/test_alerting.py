@@ -11,6 +11,7 @@ import hmac
 import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -506,7 +507,7 @@ async def test_an_outage_seen_by_the_engine_reaches_staff_and_subscribers(
     smtp.start()
     try:
         base = alert_config(smtp.port, "starttls", ca_file)
-        service = {**base.agencies[0].services[0].model_dump(), "interval_seconds": 1, "timeout_seconds": 1,
+        service = {**asdict(base.agencies[0].services[0]), "interval_seconds": 1, "timeout_seconds": 1,
                    "probes": [{"type": "http", "url": str(target.make_url("/"))}]}
         config = DidbanConfig.model_validate({
             **base.model_dump(), "agencies": [{**base.agencies[0].model_dump(), "services": [service]}]})

@@ -171,6 +171,9 @@ PLAIN_WORDS = [
      "a URL pattern in words, not a regular expression"),
     ('valid_from: "1400-01-01"', 'valid_from: "98-01-01"', 'expected a Jalali date like "1405-01-01"',
      "a Jalali date pattern in words"),
+    ("    services:\n      - id: portal", "    services:\n      - portal\n      - id: portal",
+     "agencies.0.services.0: expected a mapping (key: value), got 'portal'",
+     "a service written as text: no class names"),
 ]
 
 
