@@ -48,6 +48,7 @@ from store.lease import Lease
 if TYPE_CHECKING:
     from alerting.service import Alerts
     from didban.metrics import Metrics
+    from sla_calc.periods import JalaliMonth
 
 log = logging.getLogger("didban.engine")
 _RESOLUTION_ERRORS = (ErrorClass.DNS.value, ErrorClass.TIMEOUT.value)
@@ -99,6 +100,15 @@ def settle_heap() -> None:
     at 50,000 services that is millions of objects, a pause of about a second each time."""
     gc.collect()
     gc.freeze()
+
+
+def month_to_date(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int) -> dict[str, float]:
+    """Each service's availability so far this month, as the settlement truncates it for display."""
+    from didban.settlement import settle_in_parts
+    from sla_calc.month import truncate_percent
+
+    return {figures.service: float(truncate_percent(figures.availability_percent))
+            for figures in settle_in_parts(config, store, month, now_ms)}
 
 
 def make_session(limit: int, keepalive: bool, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
@@ -394,15 +404,12 @@ class Engine:
                 self.metrics.oldest_wait.set(self._dispatcher.oldest_wait())
 
     async def month_gauges(self) -> None:
-        from didban.settlement import settle
-        from sla_calc.month import truncate_percent
         from sla_calc.periods import JalaliMonth
 
         assert self.metrics is not None
         now_ms = int(self.clock() * 1000)
-        settled = await self._store_job(settle, JalaliMonth.containing(now_ms), now_ms)
-        for figures in settled.report.services:
-            self.metrics.series.month[figures.service] = float(truncate_percent(figures.availability_percent))
+        figures = await self._store_job(month_to_date, JalaliMonth.containing(now_ms), now_ms)
+        self.metrics.series.month.update(figures)
 
     async def watch_locations(self) -> list[LocationState]:
         """Where each probe location stands; one notice when one goes silent and one when it returns."""

@@ -155,6 +155,20 @@ def settle(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int |
     return SettledMonth(month, report, terms, running)
 
 
+# Services settled at a time where only each service's figures are wanted (the month-to-date gauges, the check
+# that a month has enough evidence to close): 50,000 services read at once took 60 MB for a few seconds, and a
+# process keeps the memory it once held.
+SETTLE_PART = 1_000
+
+
+def settle_in_parts(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int | None = None,
+                    part: int = SETTLE_PART) -> Iterator[ServiceMonth]:
+    """Each service's figures, as ``settle`` gives them, ``part`` services at a time."""
+    ids = [service.id for _, service in config.services()]
+    for first in range(0, len(ids), part):
+        yield from settle(config, store, month, now_ms, ids[first:first + part]).report.services
+
+
 def pack_results(store: Store, month: JalaliMonth, terms: AgreementTerms) -> Iterator[ProbeResult]:
     """The results an evidence pack needs: per service, from the last non-down result at or before
     the month's start (derivation restarts exactly there) to the month's tail."""
@@ -252,12 +266,12 @@ def close_month(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: 
     if not accept_insufficient_evidence:
         # The figures from the store first (two thirds of the pack's cost): a month short of evidence, the
         # case a running service meets most, is refused without building the pack. Same maths, same figure.
-        _refuse_if_short(month, settle(config, store, month, now_ms).report)
+        _refuse_if_short(month, settle_in_parts(config, store, month, now_ms))
     snap = fresh_snapshot(config, store, month, now_ms)
     report = snap.settled.report
     short = [s for s in report.services if not s.evidence_sufficient]
     if not accept_insufficient_evidence:
-        _refuse_if_short(month, report)
+        _refuse_if_short(month, report.services)
     data = snap.settled.json()
     data["pack_sha256"] = snap.digest
     data["accepted_insufficient_evidence"] = [
@@ -274,10 +288,15 @@ def close_month(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: 
     return _adjust(config, store, month, now_ms)  # closed meanwhile by another process
 
 
-def _refuse_if_short(month: JalaliMonth, report: MonthReport) -> None:
-    short = [s for s in report.services if not s.evidence_sufficient]
+SHORT_LISTED = 20  # services a refusal names; the rest are counted (a log line, not a megabyte)
+
+
+def _refuse_if_short(month: JalaliMonth, services: Iterable[ServiceMonth]) -> None:
+    short = [s for s in services if not s.evidence_sufficient]
     if short:
-        listed = ", ".join(f"{s.service} ({s.coverage_percent:.2f} % covered)" for s in short)
+        listed = ", ".join(f"{s.service} ({s.coverage_percent:.2f} % covered)" for s in short[:SHORT_LISTED])
+        if len(short) > SHORT_LISTED:
+            listed += f" and {len(short) - SHORT_LISTED:,} more services"
         raise InsufficientEvidence(
             f"{month} has insufficient evidence for {listed}: below the agreement's minimum coverage. "
             "Closing it anyway is permanent; pass --accept-insufficient-evidence to record that you accept it")

@@ -21,7 +21,7 @@ from core.model import Exclusion, MaintenanceWindow, ProbeResult, Status
 from core.tracking import is_valid
 from didban.exports import export
 from didban.pack_reader import replay
-from didban.settlement import close_month, settle, snapshot
+from didban.settlement import SHORT_LISTED, close_month, settle, settle_in_parts, snapshot
 from sla_calc.closing import due_months
 from sla_calc.periods import JalaliMonth
 from store.contract import Batch
@@ -153,6 +153,35 @@ def test_closing_issues_one_credit_per_service_and_is_idempotent(store: SqliteSt
     again = close_month(config(), store, MONTH, END + 3 * 3_600_000)
     assert not again.closed_now and again.adjustments == [] and again.credits == []
     assert len(store.ledger(str(MONTH))) == 1
+
+
+def numbered_services(count: int) -> DidbanConfig:
+    return make_config(
+        [{"id": f"s{i}", "name": {"fa": f"خدمت {i}", "en": f"S{i}"}, "interval_seconds": INTERVAL // 1000,
+          "probes": [{"type": "tcp", "target": "127.0.0.1:9"}]} for i in range(count)],
+        agreements=[{"id": "sla", "title": "t", "valid_from": "1400-01-01", "valid_until": "1410-12-29",
+                     "target_percent": 99.5}])
+
+
+def test_settling_in_parts_gives_each_service_the_whole_month_figure(db_path: Path) -> None:
+    many = numbered_services(7)
+    store = SqliteStore(db_path)
+    for i in range(6):  # s6 has no evidence at all
+        fill(store, f"s{i}", downs=[(600 * i, 600 * i + 45 * i)], first=0 if i % 2 else -1500,
+             last=43_260 - 9000 * (i % 3))
+    whole = settle(many, store, MONTH, START + 20 * 86_400_000).report.services
+    parts = list(settle_in_parts(many, store, MONTH, START + 20 * 86_400_000, part=3))
+    assert parts == list(whole)
+    assert len({s.availability_percent for s in parts}) > 3  # the services differ: a mix-up would show
+    store.close()
+
+
+def test_a_refusal_names_the_first_short_services_and_counts_the_rest(db_path: Path) -> None:
+    many = numbered_services(SHORT_LISTED + 5)
+    store = SqliteStore(db_path)
+    with pytest.raises(ValueError, match=r"for s0 \(0.00 % covered\), s1 .* and 5 more services:"):
+        close_month(many, store, MONTH, AFTER)
+    store.close()
 
 
 def test_a_month_cannot_be_closed_before_it_ends(store: SqliteStore) -> None:
