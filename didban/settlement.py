@@ -292,11 +292,15 @@ SHORT_LISTED = 20  # services a refusal names; the rest are counted (a log line,
 
 
 def _refuse_if_short(month: JalaliMonth, services: Iterable[ServiceMonth]) -> None:
-    short = [s for s in services if not s.evidence_sufficient]
-    if short:
-        listed = ", ".join(f"{s.service} ({s.coverage_percent:.2f} % covered)" for s in short[:SHORT_LISTED])
-        if len(short) > SHORT_LISTED:
-            listed += f" and {len(short) - SHORT_LISTED:,} more services"
+    named, more = [], 0
+    for figures in services:
+        if not figures.evidence_sufficient:
+            if len(named) < SHORT_LISTED:
+                named.append(f"{figures.service} ({figures.coverage_percent:.2f} % covered)")
+            else:
+                more += 1
+    if named:
+        listed = ", ".join(named) + (f" and {more:,} more services" if more else "")
         raise InsufficientEvidence(
             f"{month} has insufficient evidence for {listed}: below the agreement's minimum coverage. "
             "Closing it anyway is permanent; pass --accept-insufficient-evidence to record that you accept it")
