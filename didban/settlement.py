@@ -292,7 +292,8 @@ SHORT_LISTED = 20  # services a refusal names; the rest are counted (a log line,
 
 
 def _refuse_if_short(month: JalaliMonth, services: Iterable[ServiceMonth]) -> None:
-    named, more = [], 0
+    named: list[str] = []
+    more = 0
     for figures in services:
         if not figures.evidence_sufficient:
             if len(named) < SHORT_LISTED:
