@@ -47,7 +47,7 @@ def refresh_agent_gauges(metrics: Metrics, shipper: Shipper, clock: float) -> No
 
 async def _start_listener(engine: Engine, shipper: Shipper, metrics: Metrics, host: str, port: int,
                           grace_s: float) -> web.AppRunner:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -59,7 +59,7 @@ async def _start_listener(engine: Engine, shipper: Shipper, metrics: Metrics, ho
     async def metrics_page(request: web.Request) -> web.Response:
         engine.refresh_gauges()
         refresh_agent_gauges(metrics, shipper, time.time())
-        body = await asyncio.to_thread(generate_latest, metrics.registry)
+        body = await asyncio.to_thread(metrics.exposition)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

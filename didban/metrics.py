@@ -8,11 +8,12 @@ services.  Only the event loop writes them; a scrape, on another thread, reads a
 
 from __future__ import annotations
 
+import io
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from core.model import ProbeResult
@@ -68,19 +69,25 @@ class CheckSeries(Collector):
         yield checks
         yield self.latency.family("didban_check_latency_seconds", "Check latency")
         yield self.lag.family("didban_schedule_lag_seconds", "Delay between a check's due time and its start")
-        up = GaugeMetricFamily("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
-                               labels=["service"])
-        last = GaugeMetricFamily("didban_service_last_check_timestamp_seconds",
-                                 "When the latest check of a service ran (Unix time)", labels=["service"])
-        for service, (verdict, ran) in list(self.latest.items()):
-            up.add_metric([service], verdict)
-            last.add_metric([service], ran)
-        month = GaugeMetricFamily("didban_service_month_availability_percent",
-                                  "Month-to-date availability per service, as the settlement computes it "
-                                  "(truncated to 2 decimals)", labels=["service"])
-        for service, percent in list(self.month.items()):
-            month.add_metric([service], percent)
-        yield from (up, last, month)
+
+    def per_service_text(self) -> bytes:
+        """The per-service gauges in the text format, written directly: prometheus-client builds a sample
+        object per series, and 150,000 of them (50,000 services) took a second of the core and 60 MB."""
+        latest, month = list(self.latest.items()), list(self.month.items())  # a copy: the loop keeps writing
+        families = (
+            ("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
+             ((service, verdict) for service, (verdict, _) in latest)),
+            ("didban_service_last_check_timestamp_seconds", "When the latest check of a service ran (Unix time)",
+             ((service, ran) for service, (_, ran) in latest)),
+            ("didban_service_month_availability_percent", "Month-to-date availability per service, as the "
+             "settlement computes it (truncated to 2 decimals)", iter(month)),
+        )
+        text = io.BytesIO()
+        for name, documentation, values in families:
+            text.write(f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode())
+            text.write("".join(f'{name}{{service="{_label(service)}"}} {float(value)!r}\n'
+                               for service, value in values).encode())
+        return text.getvalue()
 
 
 class Metrics:
@@ -122,5 +129,14 @@ class Metrics:
         self.location_silent = Gauge("didban_location_silent", "1 while a probe location has shipped nothing for "
                                      "longer than agent.silent_after_seconds", ["location"], registry=self.registry)
 
+    def exposition(self) -> bytes:
+        """What /metrics serves (the web server's and an agent's)."""
+        return generate_latest(self.registry) + self.series.per_service_text()
+
     def observe_check(self, result: ProbeResult, lag_seconds: float | None = None) -> None:
         self.series.observe(result, lag_seconds)
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the text format wants (service ids are slugs: nothing to do, in practice)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import DidbanConfig
 from core.model import ProbeResult, Status
@@ -365,8 +366,17 @@ def test_histogram_buckets_are_cumulative_with_le_bounds(values: list[float], ex
 async def test_metrics_pass_promtool(client: TestClient) -> None:
     metrics = client.server.app[CONTEXT].metrics
     metrics.observe_check(ProbeResult("portal", "x", 0, Status.DOWN, 120.0, "timeout"), 0.004)
+    metrics.observe_check(ProbeResult("dispatch", "x", 1_796_198_041_002, Status.UP, 20.0), 0.001)
+    metrics.series.month.update({"portal": 99.87, 'odd"name\\\n': 50.0})
     text = await (await client.get("/metrics")).text()
     assert 'didban_checks_total{error="timeout",status="down"} 1.0' in text
+    families = {family.name: {sample.labels["service"]: sample.value for sample in family.samples}
+                for family in text_string_to_metric_families(text) if family.name.startswith("didban_service_")}
+    assert families == {  # the per-service series are written by hand: read back by prometheus-client's parser
+        "didban_service_up": {"portal": 0.0, "dispatch": 1.0},
+        "didban_service_last_check_timestamp_seconds": {"portal": 0.0, "dispatch": 1_796_198_041.002},
+        "didban_service_month_availability_percent": {"portal": 99.87, 'odd"name\\\n': 50.0},
+    }
     assert "didban_schedule_lag_seconds_bucket" in text and "didban_outbox_depth" in text
     promtool = await asyncio.create_subprocess_exec("promtool", "check", "metrics", stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
