@@ -158,7 +158,7 @@ def settle(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int |
 # Services settled at a time where only each service's figures are wanted (the month-to-date gauges, the check
 # that a month has enough evidence to close): 50,000 services read at once took 60 MB for a few seconds, and a
 # process keeps the memory it once held.
-SETTLE_PART = 1_000
+SETTLE_PART = 5_000  # 1,000 at a time cost a quarter more time than all at once; 5,000 costs nothing more
 
 
 def settle_in_parts(config: DidbanConfig, store: Store, month: JalaliMonth, now_ms: int | None = None,
