@@ -664,8 +664,7 @@ def load_config(path: str | Path) -> DidbanConfig:
     collecting = gc.isenabled()
     gc.disable()  # a big file is a million new objects and no cycles: the collector's passes cost 40 %
     try:
-        services = _ServiceRecords()
-        config = _valid(yamlfile.read(text, limits, yamlfile.Settle(("agencies", None, "services", None), services)))
+        config = _valid(yamlfile.read(text, limits, yamlfile.Settle(_SERVICES_AT, _ServiceRecords())))
         if config is not None:
             return config
         # Something is wrong: read again, keeping every line, to say where.
@@ -695,6 +694,7 @@ class _ServiceRecords:
 
 
 _SERVICE = TypeAdapter(ServiceConfig)
+_SERVICES_AT = ("agencies", None, "services", None)  # where in the file the services are
 
 
 def _valid(document: yamlfile.Document) -> DidbanConfig | None:
