@@ -16,6 +16,7 @@ from aiohttp.abc import AbstractResolver
 
 from core.model import ErrorClass
 from probes.conditions import CheckFacts
+from probes.deadlines import Deadlines
 
 
 class ProbeFailure(Exception):
@@ -38,6 +39,8 @@ class ProbeContext:
     # Placeholders the service's conditions use, so a probe can skip work
     # nobody reads (parsing the certificate of every HTTPS check, say).
     wants: frozenset[str] = field(default_factory=frozenset)
+    # The checks' timeouts, on one timer for all of them.
+    deadlines: Deadlines = field(default_factory=Deadlines)
     _variants: dict[frozenset[str], ProbeContext] = field(default_factory=dict, repr=False)
 
     def wanting(self, wants: frozenset[str]) -> ProbeContext:
@@ -46,7 +49,7 @@ class ProbeContext:
             return self
         variant = self._variants.get(wants)
         if variant is None:
-            variant = self._variants[wants] = ProbeContext(self.http, self.resolver, wants)
+            variant = self._variants[wants] = ProbeContext(self.http, self.resolver, wants, self.deadlines)
         return variant
 
 

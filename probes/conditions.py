@@ -31,9 +31,12 @@ _INVALID = "(INVALID)"
 _PATTERN_DISPLAY_LIMIT = 25
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CheckFacts:
-    """What a probe observed, as the placeholders see it."""
+    """What a probe observed, as the placeholders see it.
+
+    Not frozen, though nothing changes one once built: a check builds two, and a frozen dataclass's
+    constructor costs 2.5 times as much (1.3 µs against 0.5 µs for these nine fields)."""
 
     status: int = 0
     response_time_ms: int = 0

@@ -10,7 +10,6 @@ language users write, and evaluated after the probes.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 import time
@@ -159,7 +158,7 @@ async def run_check(
     detail = ""
     context = context.wanting(check.wants)
     try:
-        async with asyncio.timeout(check.timeout_s):
+        async with context.deadlines.within(check.timeout_s):
             for probe in check.probes:
                 collected.append(await PROBES[probe.type](probe, context))
     except ProbeFailure as failure:
