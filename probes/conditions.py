@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter, eq, ge, gt, le, lt, ne
 from typing import Any
 
 # The operators, in the order Gatus tries them.
@@ -35,8 +36,8 @@ _PATTERN_DISPLAY_LIMIT = 25
 class CheckFacts:
     """What a probe observed, as the placeholders see it.
 
-    Not frozen, though nothing changes one once built: a check builds two, and a frozen dataclass's
-    constructor costs 2.5 times as much (1.3 µs against 0.5 µs for these nine fields)."""
+    Not frozen: the runner adds the response time to the probe's facts (one object per check, not a
+    copy), and a frozen dataclass's constructor costs 2.5 times as much (1.3 µs against 0.5 µs)."""
 
     status: int = 0
     response_time_ms: int = 0
@@ -375,6 +376,11 @@ _SIMPLE: dict[str, Callable[[CheckFacts], str]] = {
     "[DOMAIN_EXPIRATION]": lambda f: str(f.domain_expiration_ms),
 }
 _EXPIRATIONS = ("[CERTIFICATE_EXPIRATION]", "[DOMAIN_EXPIRATION]")
+# The placeholders that resolve to an integer's text: go_numeric and go_parse_int read that text back as
+# the same integer, so against an integer literal they can be compared as integers, without the text.
+_INTEGERS = {"[STATUS]": "status", "[RESPONSE_TIME]": "response_time_ms",
+             "[CERTIFICATE_EXPIRATION]": "certificate_expiration_ms", "[DOMAIN_EXPIRATION]": "domain_expiration_ms"}
+_COMPARE = {"==": eq, "!=": ne, "<": lt, "<=": le, ">": gt, ">=": ge}
 
 
 def resolve(element: str, facts: CheckFacts) -> str:
@@ -482,11 +488,23 @@ def _constant_number(element: str) -> int | None:
     return go_numeric(resolve(element, CheckFacts()))
 
 
+def _integer_rule(left: str, operator: str | None, right: str) -> Callable[[CheckFacts], bool] | None:
+    """``[STATUS] == 200``, ``[RESPONSE_TIME] < 5000``: the same verdict as the general rule, in one step."""
+    field = _INTEGERS.get(left.upper())
+    if field is None or operator is None or right.startswith("[") or "(" in right:
+        return None
+    literal = go_parse_int(resolve(right, CheckFacts())) if operator in ("==", "!=") else _constant_number(right)
+    if literal is None:
+        return None
+    value, compare = attrgetter(field), _COMPARE[operator]
+    return lambda facts: compare(value(facts), literal)
+
+
 class Condition:
     """A parsed condition; ``evaluate`` is cheap, the description is built on demand."""
 
-    __slots__ = ("_left", "_left_number", "_left_value", "_operator", "_right", "_right_number", "_right_value",
-                 "text")
+    __slots__ = ("_integers", "_left", "_left_number", "_left_value", "_operator", "_right", "_right_number",
+                 "_right_value", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -500,6 +518,7 @@ class Condition:
         # A literal operand of < <= > >= is converted to a number once, not per check.
         self._left_number = _constant_number(self._left)
         self._right_number = _constant_number(self._right)
+        self._integers = _integer_rule(self._left, self._operator, self._right)
 
     @property
     def valid(self) -> bool:
@@ -509,6 +528,11 @@ class Condition:
         return self._left_value(facts), self._right_value(facts)
 
     def evaluate(self, facts: CheckFacts) -> bool:
+        if self._integers is not None:
+            return self._integers(facts)
+        return self._evaluate(facts)
+
+    def _evaluate(self, facts: CheckFacts) -> bool:
         if self._operator is None:
             return False
         left, right = self._left_value(facts), self._right_value(facts)

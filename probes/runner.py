@@ -104,23 +104,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:_DETAIL_LIMIT]
 
 
-_NO_FACTS = CheckFacts()
-
-
-def _timed(facts: CheckFacts, latency_ms: float, now_ms: int) -> CheckFacts:
-    """The facts with what only the runner knows: the response time and the certificate's time left."""
+def _add_timing(facts: CheckFacts, latency_ms: float, now_ms: int) -> None:
+    """What only the runner knows: the response time and the certificate's time left."""
+    facts.response_time_ms = int(latency_ms)
     not_after = facts.certificate_not_after_ms
-    return CheckFacts(
-        status=facts.status,
-        response_time_ms=int(latency_ms),
-        body=facts.body,
-        connected=facts.connected,
-        ip=facts.ip,
-        dns_rcode=facts.dns_rcode,
-        certificate_expiration_ms=not_after - now_ms if not_after else 0,
-        domain_expiration_ms=facts.domain_expiration_ms,
-        certificate_not_after_ms=not_after,
-    )
+    facts.certificate_expiration_ms = not_after - now_ms if not_after else 0
 
 
 def _merge(collected: list[CheckFacts]) -> CheckFacts:
@@ -172,9 +160,9 @@ async def run_check(
         error, status = classify(exc)
         detail = _describe(exc)
     latency_ms = (time.perf_counter() - t0) * 1000
-    facts = _merge(collected) if collected else _NO_FACTS
+    facts = _merge(collected) if collected else CheckFacts()  # this check's own: the runner adds to it
     if check.conditions:
-        facts = _timed(facts, latency_ms, ts_ms)
+        _add_timing(facts, latency_ms, ts_ms)
     outcomes: list[ConditionResult] = []
     for condition, failure_class in check.conditions:
         if explain:

@@ -189,3 +189,24 @@ def test_pat_agrees_with_gatus_on_its_own_scenarios(pattern: str, expected: bool
     from probes.conditions import go_path_match
 
     assert go_path_match(pattern, "livingroom_123") is expected
+
+
+# An integer placeholder against an integer literal is compared as integers, without the text; every verdict
+# must be the general rule's (the text resolved, then compared as Gatus compares it).
+_INTEGER_TEXTS = [f"{left} {op} {right}" for left in ("[STATUS]", "[response_time]", "[CERTIFICATE_EXPIRATION]")
+                  for op in ("==", "!=", "<", "<=", ">", ">=")
+                  for right in ("200", "0", "-5", "0x1F", "010", "1_000", "5000", "1h", "2.5", "abc", "+7")]
+_INTEGER_FACTS = [CheckFacts(status=s, response_time_ms=s, certificate_expiration_ms=s)
+                  for s in (0, 7, 8, 31, 200, 503, 1000, 4999, 5000, 3_600_000, -5, -3_600_000)]
+
+
+@pytest.mark.parametrize("text", _INTEGER_TEXTS)
+def test_integer_comparisons_give_the_general_rules_verdict(text: str) -> None:
+    condition = Condition(text)
+    for facts in _INTEGER_FACTS:
+        assert condition.evaluate(facts) == condition._evaluate(facts), (text, facts)
+
+
+def test_the_common_conditions_take_the_integer_comparison() -> None:
+    assert all(Condition(text)._integers is not None
+               for text in ("[STATUS] == 200", "[RESPONSE_TIME] < 5000", "[CERTIFICATE_EXPIRATION] > 336h"))
