@@ -97,7 +97,6 @@ class SqlStore:
                     self._db.execute("SELECT service, location, horizon_ms FROM horizons").fetchall()}
         # Assigned together once all is read: a failed reload leaves the previous caches whole.
         self._keys, self._ids, self._latest, self._horizons = keys, ids, latest, horizons
-        self._pairs: dict[tuple[str, str], tuple[int, int]] = {}  # (service, location) ids → their keys
         self._latest_dirty: set[tuple[int, int]] = set()
         self._latest_flushed = time.monotonic()
         self._locations: dict[int, set[int]] | None = None  # service → its locations, built when first asked
@@ -115,12 +114,7 @@ class SqlStore:
         return key
 
     def _keys_of(self, result: ProbeResult) -> tuple[int, int]:
-        """The (service, location) keys of a result: one lookup per result on the hot path, not two."""
-        pair = self._pairs.get((result.service, result.location))
-        if pair is None:
-            pair = self._pairs[(result.service, result.location)] = (
-                self._key("services", result.service), self._key("locations", result.location))
-        return pair
+        return self._key("services", result.service), self._key("locations", result.location)
 
     def _ident(self, table: str, key: int) -> str:
         ident = self._ids.get((table, key))
