@@ -66,8 +66,8 @@ def compile_service(service: ServiceConfig) -> CompiledCheck:
     return compile_check(service.id, list(service.probes), service.conditions, service.timeout_seconds)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckOutcome:
+@dataclass(slots=True)
+class CheckOutcome:  # not frozen, for the same reason as ProbeResult
     result: ProbeResult
     facts: CheckFacts
     conditions: tuple[ConditionResult, ...] = ()
