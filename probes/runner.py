@@ -10,6 +10,7 @@ language users write, and evaluated after the probes.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -145,15 +146,20 @@ async def run_check(
     status = Status.UP
     detail = ""
     context = context.wanting(check.wants)
+    deadline = context.deadlines.start(check.timeout_s)
     try:
-        async with context.deadlines.within(check.timeout_s):
+        try:
             for probe in check.probes:
                 collected.append(await PROBES[probe.type](probe, context))
+        finally:
+            cut = deadline.end()
     except ProbeFailure as failure:
         error, status, detail = failure.error, Status.DOWN, failure.detail[:_DETAIL_LIMIT]
         if failure.facts is not None:
             collected.append(failure.facts)
-    except TimeoutError:
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        if isinstance(exc, asyncio.CancelledError) and not cut:
+            raise  # not the deadline's: the engine stopping
         error, status = ErrorClass.TIMEOUT, Status.DOWN
         detail = f"no complete answer within {check.timeout_s:g}s"
     except Exception as exc:  # every failure becomes a classified result, never a crash
