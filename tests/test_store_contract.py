@@ -24,6 +24,7 @@ from didban.settlement import close_month, settle
 from sla_calc.derive import TrackerState, derive_segments
 from store.backend import Backend
 from store.contract import Batch, Notice, OutageChange, StoreUnavailable, TooManyCodes
+from store.database import ROWS_PER_INSERT
 from store.schema import SCHEMA_HEAD, SchemaTooNew, current_revision, known_revisions
 from tests.postgres import Cluster, postgres_cluster  # noqa: F401 - the session's PostgreSQL
 from tests.test_settlement import END, MIN, MONTH, START, config, fill
@@ -124,6 +125,19 @@ def test_results_read_back_exactly_in_and_out_of_order(store: Any) -> None:
     assert store.count_results() == 6
     assert store.missing(written + run_of("U", start=5)) == run_of("U", start=5)
     assert store.results("nobody", 0, 10**13) == []
+
+
+@pytest.mark.parametrize("count", [ROWS_PER_INSERT - 1, ROWS_PER_INSERT, 2 * ROWS_PER_INSERT + 37])
+def test_a_batch_of_any_size_is_stored_whole_and_in_order(store: Any, count: int) -> None:
+    """Rows go in statements of ROWS_PER_INSERT and a remainder: every one arrives, each value intact."""
+    written = [ProbeResult(f"s{i % 7}", "tabriz", 1_000_000 + i, (Status.UP, Status.DOWN, Status.UNKNOWN)[i % 3],
+                           i / 8, None if i % 3 == 0 else "http_status", f"detail {i}" if i % 3 else "",
+                           200 + i % 3, None if i % 2 else i / 4)
+               for i in range(count)]
+    store.write(Batch(results=written))
+    assert store.count_results() == count
+    assert [r for i in range(7) for r in store.results(f"s{i}", 0, 10**13)] == sorted(
+        written, key=lambda r: (int(r.service[1:]), r.ts_ms))
 
 
 def test_latest_state_and_its_since_survive_a_reopen(backend: Backend) -> None:
