@@ -25,8 +25,8 @@ from store.database import Database, upsert
 log = logging.getLogger("didban.store")
 
 _STATUS_CODE = {Status.UP: 0, Status.DOWN: 1, Status.UNKNOWN: 2}
-_TIME = operator.attrgetter("ts_ms")
 _CODE_STATUS = {code: status for status, code in _STATUS_CODE.items()}
+_TIME = operator.attrgetter("ts_ms")
 # A change of state is stored with its result; only the latest time and latency of an unchanged state wait
 # this long (this process reads its own cache). Every 2 s, at 20,000 services, it was one upsert per result.
 LATEST_FLUSH_SECONDS = 15.0
@@ -206,7 +206,7 @@ class SqlStore:
                 self._roll_back_horizon(pair, ts_ms)
         db.insert_many("results", _RESULT_COLUMNS, rows)
         # A change of state is written with its result, so "since" survives a crash; the
-        # last latency of an unchanged state is refreshed every few seconds.
+        # last latency of an unchanged state is refreshed every LATEST_FLUSH_SECONDS.
         if time.monotonic() - self._latest_flushed > LATEST_FLUSH_SECONDS:
             touched |= self._latest_dirty
             self._latest_dirty = set()
