@@ -151,6 +151,28 @@ async def test_check_command_runs_an_adhoc_probe_with_conditions(aiohttp_server:
     assert data["latency_ms"] > 0
 
 
+async def test_check_command_cuts_a_target_that_never_answers_at_its_timeout() -> None:
+    """The checks' shared deadline timer, in the real process: a server that accepts and says nothing."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # the connection stays open, the request unanswered
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        code, out, err = await run("check", "--type", "http", "--target", f"http://127.0.0.1:{port}/",
+                                   "--timeout", "0.5", "--json")
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    data = json.loads(out)
+    assert code == 1, err
+    assert (data["status"], data["error"]) == ("down", "timeout")
+    assert 450 <= data["latency_ms"] < 3000
+
+
 async def test_check_command_rejects_a_bad_target() -> None:
     code, _, err = await run("check", "--type", "tcp", "--target", "no-port-here", "--json")
     assert code != 0
