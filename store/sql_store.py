@@ -45,9 +45,8 @@ _RESULT_COLUMNS = ("service", "location", "ts_ms", "status", "latency_ms", "erro
                    "cert_days_left")
 _LATEST_COLUMNS = ("service", "location", "ts_ms", "status", "since_ms", "latency_ms", "error")
 _TRACKER_COLUMNS = ("service", "location", "last_ts_ms", "run_start_ms", "run_length", "run_last_ms", "open")
-_UPSERT_LATEST = upsert("latest", _LATEST_COLUMNS, ("service", "location"))
-_UPSERT_TRACKER = upsert("trackers", _TRACKER_COLUMNS, ("service", "location"))
-_UPSERT_HORIZON = upsert("horizons", ("service", "location", "horizon_ms"), ("service", "location"))
+_PAIR = ("service", "location")
+_UPSERT_HORIZON = upsert("horizons", ("service", "location", "horizon_ms"), _PAIR)
 _UPSERT_CURSOR = upsert("influx_cursor", ("stream", "position"), ("stream",))
 # An agent's progress only moves forward; its newest result's time too (a late batch holds older ones).
 _UPSERT_PROGRESS = (
@@ -211,15 +210,12 @@ class SqlStore:
             touched |= self._latest_dirty
             self._latest_dirty = set()
             self._latest_flushed = time.monotonic()
-        db.executemany(_UPSERT_LATEST, [(s, loc, *self._latest[(s, loc)]) for s, loc in touched])
-        db.executemany(
-            _UPSERT_TRACKER,
-            [
-                (self._key("services", svc), self._key("locations", loc), st.last_ts_ms,
-                 st.run_start_ms, st.run_length, st.run_last_ms, int(st.open))
-                for (svc, loc), st in batch.trackers.items()
-            ],
-        )
+        self._store_latest(touched)
+        db.insert_many("trackers", _TRACKER_COLUMNS, [
+            (self._key("services", svc), self._key("locations", loc), st.last_ts_ms,
+             st.run_start_ms, st.run_length, st.run_last_ms, int(st.open))
+            for (svc, loc), st in batch.trackers.items()
+        ], update_on=_PAIR)
         for change in batch.changes:
             outage = self._apply(change)
             if outage is not None:
@@ -494,9 +490,12 @@ class SqlStore:
         return int(removed)
 
     def _flush_latest(self) -> None:
-        if self._latest_dirty:
-            self._db.executemany(_UPSERT_LATEST, [(s, loc, *self._latest[(s, loc)]) for s, loc in self._latest_dirty])
-            self._latest_dirty = set()
+        self._store_latest(self._latest_dirty)
+        self._latest_dirty = set()
+
+    def _store_latest(self, pairs: set[tuple[int, int]]) -> None:
+        latest = self._latest
+        self._db.insert_many("latest", _LATEST_COLUMNS, [(*pair, *latest[pair]) for pair in pairs], update_on=_PAIR)
 
     # -- all results of a time window (evidence, month figures) -----------------------------
 

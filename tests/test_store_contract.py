@@ -140,6 +140,26 @@ def test_a_batch_of_any_size_is_stored_whole_and_in_order(store: Any, count: int
         written, key=lambda r: (int(r.service[1:]), r.ts_ms))
 
 
+def test_latest_states_and_trackers_of_many_services_are_stored_and_updated_whole(backend: Backend) -> None:
+    """Latest states and trackers go in statements of ROWS_PER_INSERT too, each updating what is stored."""
+    services = [f"s{i}" for i in range(2 * ROWS_PER_INSERT + 37)]
+    store = backend.store()
+    for round_, status in enumerate((Status.DOWN, Status.UP)):  # the second round updates every row
+        at = 1_000_000 + round_ * INTERVAL
+        store.write(Batch(results=[ProbeResult(s, "tabriz", at + i, status, 1.0) for i, s in enumerate(services)],
+                          trackers={(s, "tabriz"): TrackerState(at + i, 1_000_000, 1 + round_ + i, at + i, i % 2 == 0)
+                                    for i, s in enumerate(services)}))
+    store.close()
+    reopened = backend.store()
+    states, trackers = reopened.states(), reopened.tracker_states()
+    reopened.close()
+    assert {s: (states[s].status, states[s].since_ms, states[s].last_check_ms) for s in services} == {
+        s: (Status.UP, 1_000_000 + INTERVAL + i, 1_000_000 + INTERVAL + i) for i, s in enumerate(services)}
+    assert trackers == {(s, "tabriz"): TrackerState(1_000_000 + INTERVAL + i, 1_000_000, 2 + i,
+                                                    1_000_000 + INTERVAL + i, i % 2 == 0)
+                        for i, s in enumerate(services)}
+
+
 def test_latest_state_and_its_since_survive_a_reopen(backend: Backend) -> None:
     store = backend.store()
     store.write(Batch(results=run_of("UUDD")))
