@@ -9,11 +9,14 @@
    from /proc; three rounds, alternating, each figure is the median with the spread. More is due
    than the engine can run (5,000 a second did not saturate it with keep-alive on a fast day: the
    figure was the offered load); a round that ran more than 90 % of what was due says so.
+   Then the same rounds side by side: bare aiohttp and `didban run` on core 1 at once over one
+   window, so the CPU per check of both is measured on a core of the same speed (this machine's
+   drifts by a third within minutes, between the two halves of a round).
 2. Scale: 50,000 services every 30 s on one core: p99 schedule lag, peak RSS, start-up (from
    the process's start to "engine started": config read and validated, every check scheduled),
    and a count showing nothing was lost (checks run = results stored = requests the farm saw).
 
-    python bench/engine_run.py            # full run (about 14 minutes)
+    python bench/engine_run.py            # full run (about 20 minutes)
     python bench/engine_run.py --quick    # smoke run (about 3 minutes)
 """
 
@@ -139,16 +142,26 @@ def lag_p99(before: dict[float, float], after: dict[float, float]) -> str:
     return "n/a"
 
 
-def saturation_round(farm_port: int, args: argparse.Namespace, keepalive: bool, folder: Path) -> dict[str, Any]:
-    baseline = run_json([*pinned(1), sys.executable, str(SHARED_BENCH / "baseline_aiohttp.py"), "--port",
-                         str(farm_port), "-n", str(args.services), "-c", "64", "--keepalive",
-                         "on" if keepalive else "off", "-d", str(args.duration), "--json"], 600)
+def baseline_command(farm_port: int, args: argparse.Namespace, keepalive: bool, warmup: float) -> list[str]:
+    return [*pinned(1), sys.executable, str(SHARED_BENCH / "baseline_aiohttp.py"), "--port", str(farm_port),
+            "-n", str(args.services), "-c", "64", "--keepalive", "on" if keepalive else "off",
+            "-d", str(args.duration), "--warmup", str(warmup), "--json"]
+
+
+def saturated_didban(farm_port: int, args: argparse.Namespace, keepalive: bool, folder: Path) -> Running:
     web_port = free_port()
     config, db = folder / "saturation.yaml", folder / f"saturation-{time.monotonic_ns()}.sqlite"
     write_config(config, farm_port, args.services, 1, 64, web_port)
     didban = Running(config, db, web_port, keepalive)
     didban.wait_started(60)
     time.sleep(args.warmup)
+    return didban
+
+
+def saturation_round(farm_port: int, args: argparse.Namespace, keepalive: bool, folder: Path) -> dict[str, Any]:
+    """Bare aiohttp alone on core 1, then `didban run` alone: the throughput each reaches."""
+    baseline = run_json(baseline_command(farm_port, args, keepalive, 2), 600)
+    didban = saturated_didban(farm_port, args, keepalive, folder)
     checks0, lag0 = didban.metrics()
     cpu0, t0 = didban.cpu_seconds(), time.monotonic()
     time.sleep(args.duration)
@@ -161,6 +174,31 @@ def saturation_round(farm_port: int, args: argparse.Namespace, keepalive: bool, 
         "rps": checks / (t1 - t0), "cpu": (cpu1 - cpu0) / checks if checks else float("nan"),
         "lag_p99": lag_p99(lag0, lag1), "saturated": checks / (t1 - t0) < 0.9 * args.services,
     }
+
+
+SIDE_BY_SIDE_WARMUP = 5.0
+
+
+def side_by_side_round(farm_port: int, args: argparse.Namespace, keepalive: bool, folder: Path) -> dict[str, Any]:
+    """Bare aiohttp and `didban run` on core 1 at once, over the same window.  This machine's core
+    changes speed by a third within minutes, so two figures taken one after the other compare two
+    machines; taken together, each check's CPU is measured on the same one."""
+    didban = saturated_didban(farm_port, args, keepalive, folder)
+    baseline: dict[str, Any] = {}
+    command = baseline_command(farm_port, args, keepalive, SIDE_BY_SIDE_WARMUP)
+    thread = threading.Thread(target=lambda: baseline.update(run_json(command, 600)))
+    thread.start()
+    time.sleep(SIDE_BY_SIDE_WARMUP + 0.3)  # the baseline's window opens after its start-up and warm-up
+    checks0, _ = didban.metrics()
+    cpu0, t0 = didban.cpu_seconds(), time.monotonic()
+    time.sleep(args.duration)
+    checks1, _ = didban.metrics()
+    cpu1, t1 = didban.cpu_seconds(), time.monotonic()
+    thread.join()
+    didban.stop()
+    checks = checks1 - checks0
+    return {"bare_rps": float(baseline["rps"]), "bare_cpu": float(baseline["cpu_s_per_1000"]) / 1000,
+            "rps": checks / (t1 - t0), "cpu": (cpu1 - cpu0) / checks if checks else float("nan")}
 
 
 def scale_run(farm_port: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -201,6 +239,20 @@ def print_saturation(results: dict[str, Any], args: argparse.Namespace, engine: 
     if not all(r["saturated"] for mode in ("off", "on") for r in results[mode]):
         print("\n**Not saturated**: a round ran more than 90 % of the checks due, so its checks/s is the offered "
               "load, not the engine's limit; run again with more --services.", flush=True)
+
+
+def print_side_by_side(results: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\nSide by side: bare aiohttp and `didban run` on core 1 at once (each about half of it), the same "
+          f"{args.duration:g} s window; median (min–max) of {args.rounds}\n")
+    print("| keep-alive | bare aiohttp checks/s | `didban run` checks/s | ratio | bare CPU ms/check "
+          "| Didban CPU ms/check | CPU ratio (target ≤ 1.3) |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in ("off", "on"):
+        rounds = results[mode]
+        print(f"| {mode} | {spread([r['bare_rps'] for r in rounds])} | {spread([r['rps'] for r in rounds])} "
+              f"| {spread([r['rps'] / r['bare_rps'] for r in rounds], 2)} "
+              f"| {spread([r['bare_cpu'] * 1000 for r in rounds], 3)} | {spread([r['cpu'] * 1000 for r in rounds], 3)} "
+              f"| {spread([r['cpu'] / r['bare_cpu'] for r in rounds], 2)} |", flush=True)
 
 
 def print_scale(scale: dict[str, Any]) -> None:
@@ -248,6 +300,11 @@ def main() -> int:
                     rounds = [saturation_round(farm_port, args, keepalive, Path(tmp)) for _ in range(args.rounds)]
                     results["on" if keepalive else "off"] = rounds
                 print_saturation(results, args, engine)
+                together = {"on" if keepalive else "off": [side_by_side_round(farm_port, args, keepalive, Path(tmp))
+                                                           for _ in range(args.rounds)]
+                            for keepalive in (False, True)}
+                results["side_by_side"] = together
+                print_side_by_side(together, args)
             if not args.skip_scale:
                 results["scale"] = scale_run(farm_port, args, Path(tmp))
                 print_scale(results["scale"])
