@@ -231,11 +231,7 @@ def print_saturation(results: dict[str, Any], args: argparse.Namespace, engine: 
     print("|---|---|---|---|---|---|---|---|")
     for mode in ("off", "on"):
         rounds = results[mode]
-        print(f"| {mode} | {spread([r['bare_rps'] for r in rounds])} | {spread([r['rps'] for r in rounds])} "
-              f"| {spread([r['rps'] / r['bare_rps'] for r in rounds], 2)} "
-              f"| {spread([r['bare_cpu'] * 1000 for r in rounds], 3)} | {spread([r['cpu'] * 1000 for r in rounds], 3)} "
-              f"| {spread([r['cpu'] / r['bare_cpu'] for r in rounds], 2)} | {rounds[len(rounds) // 2]['lag_p99']} |",
-              flush=True)
+        print(f"| {mode} | {compared(rounds)} | {rounds[len(rounds) // 2]['lag_p99']} |", flush=True)
     if not all(r["saturated"] for mode in ("off", "on") for r in results[mode]):
         print("\n**Not saturated**: a round ran more than 90 % of the checks due, so its checks/s is the offered "
               "load, not the engine's limit; run again with more --services.", flush=True)
@@ -249,10 +245,7 @@ def print_side_by_side(results: dict[str, Any], args: argparse.Namespace) -> Non
     print("|---|---|---|---|---|---|---|")
     for mode in ("off", "on"):
         rounds = results[mode]
-        print(f"| {mode} | {spread([r['bare_rps'] for r in rounds])} | {spread([r['rps'] for r in rounds])} "
-              f"| {spread([r['rps'] / r['bare_rps'] for r in rounds], 2)} "
-              f"| {spread([r['bare_cpu'] * 1000 for r in rounds], 3)} | {spread([r['cpu'] * 1000 for r in rounds], 3)} "
-              f"| {spread([r['cpu'] / r['bare_cpu'] for r in rounds], 2)} |", flush=True)
+        print(f"| {mode} | {compared(rounds)} |", flush=True)
 
 
 def print_scale(scale: dict[str, Any]) -> None:
@@ -263,6 +256,14 @@ def print_scale(scale: dict[str, Any]) -> None:
     print("|---|---|---|---|---|---|---|")
     print(f"| {scale['startup_s']:.1f} s | {scale['rate']:,.0f} | {scale['lag_p99']} | {scale['rss_mib']:.0f} MiB "
           f"| {scale['checks']:,} | {scale['stored']:,} | {scale['farm_requests']:,} |", flush=True)
+
+
+def compared(rounds: list[dict[str, Any]]) -> str:
+    """The cells both tables share: each client's checks/s and CPU per check, and Didban's ratios to bare."""
+    return (f"{spread([r['bare_rps'] for r in rounds])} | {spread([r['rps'] for r in rounds])} "
+            f"| {spread([r['rps'] / r['bare_rps'] for r in rounds], 2)} "
+            f"| {spread([r['bare_cpu'] * 1000 for r in rounds], 3)} | {spread([r['cpu'] * 1000 for r in rounds], 3)} "
+            f"| {spread([r['cpu'] / r['bare_cpu'] for r in rounds], 2)}")
 
 
 def spread(values: list[float], digits: int = 0) -> str:

@@ -120,7 +120,7 @@ def _fix_mmap_threshold() -> None:
     """glibc raises its mmap threshold whenever a large block is freed (up to 32 MiB); blocks below it
     then come from the heap and stay there.  At 50,000 services one /metrics scrape (an 8 MB body) kept
     about 25 MB for good.  Setting the threshold stops the raising; at 1 MiB, the 256 KiB buffer of every
-    socket read (asyncio's) still comes from the heap, not from a system call."""
+    socket read (asyncio's, when uvloop is absent) still comes from the heap, not from a system call."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
