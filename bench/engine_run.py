@@ -168,12 +168,8 @@ def saturation_round(farm_port: int, args: argparse.Namespace, keepalive: bool, 
     checks1, lag1 = didban.metrics()
     cpu1, t1 = didban.cpu_seconds(), time.monotonic()
     didban.stop()
-    checks = checks1 - checks0
-    return {
-        "bare_rps": float(baseline["rps"]), "bare_cpu": float(baseline["cpu_s_per_1000"]) / 1000,
-        "rps": checks / (t1 - t0), "cpu": (cpu1 - cpu0) / checks if checks else float("nan"),
-        "lag_p99": lag_p99(lag0, lag1), "saturated": checks / (t1 - t0) < 0.9 * args.services,
-    }
+    return {**figures(baseline, checks1 - checks0, t1 - t0, cpu1 - cpu0), "lag_p99": lag_p99(lag0, lag1),
+            "saturated": (checks1 - checks0) / (t1 - t0) < 0.9 * args.services}
 
 
 SIDE_BY_SIDE_WARMUP = 5.0
@@ -196,9 +192,13 @@ def side_by_side_round(farm_port: int, args: argparse.Namespace, keepalive: bool
     cpu1, t1 = didban.cpu_seconds(), time.monotonic()
     thread.join()
     didban.stop()
-    checks = checks1 - checks0
+    return figures(baseline, checks1 - checks0, t1 - t0, cpu1 - cpu0)
+
+
+def figures(baseline: dict[str, Any], checks: float, seconds: float, cpu_seconds: float) -> dict[str, float]:
+    """Both clients' checks/s and CPU seconds per check over a round's window."""
     return {"bare_rps": float(baseline["rps"]), "bare_cpu": float(baseline["cpu_s_per_1000"]) / 1000,
-            "rps": checks / (t1 - t0), "cpu": (cpu1 - cpu0) / checks if checks else float("nan")}
+            "rps": checks / seconds, "cpu": cpu_seconds / checks if checks else float("nan")}
 
 
 def scale_run(farm_port: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -223,29 +223,34 @@ def scale_run(farm_port: int, args: argparse.Namespace, folder: Path) -> dict[st
 
 
 def print_saturation(results: dict[str, Any], args: argparse.Namespace, engine: str) -> None:
-    print(f"\n`didban run` at saturation: {args.services:,} services due every second (10 % answer 503), 64 at a "
-          f"time, farm ({engine}) on core 0, Didban and bare aiohttp on core 1; median (min–max) of "
-          f"{args.rounds} × {args.duration:g} s\n")
-    print("| keep-alive | bare aiohttp checks/s | `didban run` checks/s | ratio (target ≥ 0.8 off, ≥ 0.7 on) "
-          "| bare CPU ms/check | Didban CPU ms/check | CPU ratio (target ≤ 1.3) | p99 lag |")
-    print("|---|---|---|---|---|---|---|---|")
-    for mode in ("off", "on"):
-        rounds = results[mode]
-        print(f"| {mode} | {compared(rounds)} | {rounds[len(rounds) // 2]['lag_p99']} |", flush=True)
+    print_rounds(f"`didban run` at saturation: {args.services:,} services due every second (10 % answer 503), 64 "
+                 f"at a time, farm ({engine}) on core 0, Didban and bare aiohttp on core 1; median (min–max) of "
+                 f"{args.rounds} × {args.duration:g} s", results, "ratio (target ≥ 0.8 off, ≥ 0.7 on)", lag=True)
     if not all(r["saturated"] for mode in ("off", "on") for r in results[mode]):
         print("\n**Not saturated**: a round ran more than 90 % of the checks due, so its checks/s is the offered "
               "load, not the engine's limit; run again with more --services.", flush=True)
 
 
 def print_side_by_side(results: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\nSide by side: bare aiohttp and `didban run` on core 1 at once (each about half of it), the same "
-          f"{args.duration:g} s window; median (min–max) of {args.rounds}\n")
-    print("| keep-alive | bare aiohttp checks/s | `didban run` checks/s | ratio | bare CPU ms/check "
-          "| Didban CPU ms/check | CPU ratio (target ≤ 1.3) |")
-    print("|---|---|---|---|---|---|---|")
+    print_rounds(f"Side by side: bare aiohttp and `didban run` on core 1 at once (each about half of it), the "
+                 f"same {args.duration:g} s window; median (min–max) of {args.rounds}", results, "ratio", lag=False)
+
+
+def print_rounds(title: str, results: dict[str, Any], ratio: str, lag: bool) -> None:
+    """One row per keep-alive mode: each client's checks/s and CPU per check, and Didban's ratios to bare."""
+    print(f"\n{title}\n")
+    print(f"| keep-alive | bare aiohttp checks/s | `didban run` checks/s | {ratio} | bare CPU ms/check "
+          f"| Didban CPU ms/check | CPU ratio (target ≤ 1.3) |{' p99 lag |' if lag else ''}")
+    print("|---" * (8 if lag else 7) + "|")
     for mode in ("off", "on"):
         rounds = results[mode]
-        print(f"| {mode} | {compared(rounds)} |", flush=True)
+        cells = [spread([r["bare_rps"] for r in rounds]), spread([r["rps"] for r in rounds]),
+                 spread([r["rps"] / r["bare_rps"] for r in rounds], 2),
+                 spread([r["bare_cpu"] * 1000 for r in rounds], 3), spread([r["cpu"] * 1000 for r in rounds], 3),
+                 spread([r["cpu"] / r["bare_cpu"] for r in rounds], 2)]
+        if lag:
+            cells.append(rounds[len(rounds) // 2]["lag_p99"])
+        print(f"| {mode} | {' | '.join(cells)} |", flush=True)
 
 
 def print_scale(scale: dict[str, Any]) -> None:
@@ -256,14 +261,6 @@ def print_scale(scale: dict[str, Any]) -> None:
     print("|---|---|---|---|---|---|---|")
     print(f"| {scale['startup_s']:.1f} s | {scale['rate']:,.0f} | {scale['lag_p99']} | {scale['rss_mib']:.0f} MiB "
           f"| {scale['checks']:,} | {scale['stored']:,} | {scale['farm_requests']:,} |", flush=True)
-
-
-def compared(rounds: list[dict[str, Any]]) -> str:
-    """The cells both tables share: each client's checks/s and CPU per check, and Didban's ratios to bare."""
-    return (f"{spread([r['bare_rps'] for r in rounds])} | {spread([r['rps'] for r in rounds])} "
-            f"| {spread([r['rps'] / r['bare_rps'] for r in rounds], 2)} "
-            f"| {spread([r['bare_cpu'] * 1000 for r in rounds], 3)} | {spread([r['cpu'] * 1000 for r in rounds], 3)} "
-            f"| {spread([r['cpu'] / r['bare_cpu'] for r in rounds], 2)}")
 
 
 def spread(values: list[float], digits: int = 0) -> str:
