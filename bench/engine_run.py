@@ -12,11 +12,15 @@
    Then the same rounds side by side: bare aiohttp and `didban run` on core 1 at once over one
    window, so the CPU per check of both is measured on a core of the same speed (this machine's
    drifts by a third within minutes, between the two halves of a round).
+   Then interleaved: both started on core 1, only one running at a time (the other stopped with
+   SIGSTOP), turns of a few seconds, alternating; each runs alone, as in a real deployment, and two
+   turns side by side in time see a core of the same speed. Bare aiohttp's checks are counted at
+   the farm here (it has no live counter); only one client runs during a turn.
 2. Scale: 50,000 services every 30 s on one core: p99 schedule lag, peak RSS, start-up (from
    the process's start to "engine started": config read and validated, every check scheduled),
    and a count showing nothing was lost (checks run = results stored = requests the farm saw).
 
-    python bench/engine_run.py            # full run (about 20 minutes)
+    python bench/engine_run.py            # full run (about 25 minutes)
     python bench/engine_run.py --quick    # smoke run (about 3 minutes)
 """
 
@@ -105,8 +109,7 @@ class Running:
         return self.started_after
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        return process_cpu_seconds(self.process.pid)
 
     def peak_rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -142,10 +145,11 @@ def lag_p99(before: dict[float, float], after: dict[float, float]) -> str:
     return "n/a"
 
 
-def baseline_command(farm_port: int, args: argparse.Namespace, keepalive: bool, warmup: float) -> list[str]:
+def baseline_command(farm_port: int, args: argparse.Namespace, keepalive: bool, warmup: float,
+                     duration: float | None = None) -> list[str]:
     return [*pinned(1), sys.executable, str(SHARED_BENCH / "baseline_aiohttp.py"), "--port", str(farm_port),
             "-n", str(args.services), "-c", "64", "--keepalive", "on" if keepalive else "off",
-            "-d", str(args.duration), "--warmup", str(warmup), "--json"]
+            "-d", str(duration or args.duration), "--warmup", str(warmup), "--json"]
 
 
 def saturated_didban(farm_port: int, args: argparse.Namespace, keepalive: bool, folder: Path) -> Running:
@@ -195,6 +199,51 @@ def side_by_side_round(farm_port: int, args: argparse.Namespace, keepalive: bool
     return figures(baseline, checks1 - checks0, t1 - t0, cpu1 - cpu0)
 
 
+INTERLEAVED_SETTLE, INTERLEAVED_TURN = 1.5, 6.0  # s: after a SIGCONT, then measured
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def interleaved_rounds(farm_port: int, args: argparse.Namespace, keepalive: bool, folder: Path) -> list[dict[str, Any]]:
+    """Bare aiohttp and `didban run` alive on core 1, one stopped while the other runs a turn; one figure
+    per pair of turns.  Alone on the core, as in the sequential rounds, and minutes of drift cancel out, as
+    side by side: this settles which of the two a disagreement between them comes from."""
+    didban = saturated_didban(farm_port, args, keepalive, folder)
+    seconds = args.pairs * 2 * (INTERLEAVED_SETTLE + INTERLEAVED_TURN) + 30
+    bare = subprocess.Popen(baseline_command(farm_port, args, keepalive, 2, seconds),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(5)  # its start-up and warm-up
+    pids = {"bare": bare.pid, "didban": didban.process.pid}
+
+    def checks_of(name: str) -> float:
+        return farm_requests(farm_port) if name == "bare" else didban.metrics()[0]
+
+    rounds = []
+    try:
+        for pair in range(args.pairs):
+            turns: dict[str, tuple[float, float]] = {}
+            for name in ("bare", "didban") if pair % 2 == 0 else ("didban", "bare"):
+                os.kill(pids["didban" if name == "bare" else "bare"], signal.SIGSTOP)
+                os.kill(pids[name], signal.SIGCONT)
+                time.sleep(INTERLEAVED_SETTLE)
+                checks0, cpu0, t0 = checks_of(name), process_cpu_seconds(pids[name]), time.monotonic()
+                time.sleep(INTERLEAVED_TURN)
+                checks1, cpu1, t1 = checks_of(name), process_cpu_seconds(pids[name]), time.monotonic()
+                turns[name] = ((checks1 - checks0) / (t1 - t0), (cpu1 - cpu0) / (checks1 - checks0))
+            rounds.append({"bare_rps": turns["bare"][0], "bare_cpu": turns["bare"][1],
+                           "rps": turns["didban"][0], "cpu": turns["didban"][1]})
+    finally:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGCONT)
+        bare.kill()
+        bare.wait(10)
+        didban.stop()
+    return rounds
+
+
 def figures(baseline: dict[str, Any], checks: float, seconds: float, cpu_seconds: float) -> dict[str, float]:
     """Both clients' checks/s and CPU seconds per check over a round's window."""
     return {"bare_rps": float(baseline["rps"]), "bare_cpu": float(baseline["cpu_s_per_1000"]) / 1000,
@@ -234,6 +283,12 @@ def print_saturation(results: dict[str, Any], args: argparse.Namespace, engine: 
 def print_side_by_side(results: dict[str, Any], args: argparse.Namespace) -> None:
     print_rounds(f"Side by side: bare aiohttp and `didban run` on core 1 at once (each about half of it), the "
                  f"same {args.duration:g} s window; median (min–max) of {args.rounds}", results, "ratio", lag=False)
+
+
+def print_interleaved(results: dict[str, Any], args: argparse.Namespace) -> None:
+    print_rounds(f"Interleaved: bare aiohttp and `didban run` alive on core 1, one running at a time, turns of "
+                 f"{INTERLEAVED_TURN:g} s alternating; median (min–max) of {args.pairs} pairs of turns", results,
+                 "ratio", lag=False)
 
 
 def print_rounds(title: str, results: dict[str, Any], ratio: str, lag: bool) -> None:
@@ -277,6 +332,7 @@ def main() -> int:
     # warm-up they fell inside the window and took a seventh of it.
     parser.add_argument("--warmup", type=float, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=8, help="pairs of turns in the interleaved rounds")
     parser.add_argument("--scale-services", type=int, default=50_000)
     parser.add_argument("--scale-seconds", type=float, default=60)
     parser.add_argument("--quick", action="store_true", help="short windows, one round, 10,000 services to scale")
@@ -287,7 +343,8 @@ def main() -> int:
     parser.add_argument("--json-out", help="also write the figures to this file")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.warmup, args.rounds, args.scale_services, args.scale_seconds = 8, 30, 1, 10_000, 30
+        args.duration, args.warmup, args.rounds, args.pairs = 8, 30, 1, 2
+        args.scale_services, args.scale_seconds = 10_000, 30
     engine = "nginx" if shutil.which("nginx") else "aiohttp"
     farm, farm_port = start_farm(max(args.services, 0 if args.skip_scale else args.scale_services), engine, 3600)
     results: dict[str, Any] = {}
@@ -303,6 +360,10 @@ def main() -> int:
                             for keepalive in (False, True)}
                 results["side_by_side"] = together
                 print_side_by_side(together, args)
+                interleaved = {"on" if keepalive else "off": interleaved_rounds(farm_port, args, keepalive, Path(tmp))
+                               for keepalive in (False, True)}
+                results["interleaved"] = interleaved
+                print_interleaved(interleaved, args)
             if not args.skip_scale:
                 results["scale"] = scale_run(farm_port, args, Path(tmp))
                 print_scale(results["scale"])
