@@ -128,6 +128,17 @@ class Running:
                 buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
         return checks, buckets
 
+    def window(self, seconds: float) -> dict[str, Any]:
+        """Checks run, CPU seconds and elapsed seconds over the next ``seconds``, and the lag histogram
+        at both ends."""
+        checks0, lag0 = self.metrics()
+        cpu0, t0 = self.cpu_seconds(), time.monotonic()
+        time.sleep(seconds)
+        checks1, lag1 = self.metrics()
+        cpu1, t1 = self.cpu_seconds(), time.monotonic()
+        return {"checks": checks1 - checks0, "cpu_seconds": cpu1 - cpu0, "seconds": t1 - t0,
+                "lag_before": lag0, "lag_after": lag1}
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(120)
@@ -166,14 +177,10 @@ def saturation_round(farm_port: int, args: argparse.Namespace, keepalive: bool, 
     """Bare aiohttp alone on core 1, then `didban run` alone: the throughput each reaches."""
     baseline = run_json(baseline_command(farm_port, args, keepalive, 2), 600)
     didban = saturated_didban(farm_port, args, keepalive, folder)
-    checks0, lag0 = didban.metrics()
-    cpu0, t0 = didban.cpu_seconds(), time.monotonic()
-    time.sleep(args.duration)
-    checks1, lag1 = didban.metrics()
-    cpu1, t1 = didban.cpu_seconds(), time.monotonic()
+    window = didban.window(args.duration)
     didban.stop()
-    return {**figures(baseline, checks1 - checks0, t1 - t0, cpu1 - cpu0), "lag_p99": lag_p99(lag0, lag1),
-            "saturated": (checks1 - checks0) / (t1 - t0) < 0.9 * args.services}
+    return {**figures(baseline, window), "lag_p99": lag_p99(window["lag_before"], window["lag_after"]),
+            "saturated": window["checks"] / window["seconds"] < 0.9 * args.services}
 
 
 SIDE_BY_SIDE_WARMUP = 5.0
@@ -189,14 +196,10 @@ def side_by_side_round(farm_port: int, args: argparse.Namespace, keepalive: bool
     thread = threading.Thread(target=lambda: baseline.update(run_json(command, 600)))
     thread.start()
     time.sleep(SIDE_BY_SIDE_WARMUP + 0.3)  # the baseline's window opens after its start-up and warm-up
-    checks0, _ = didban.metrics()
-    cpu0, t0 = didban.cpu_seconds(), time.monotonic()
-    time.sleep(args.duration)
-    checks1, _ = didban.metrics()
-    cpu1, t1 = didban.cpu_seconds(), time.monotonic()
+    window = didban.window(args.duration)
     thread.join()
     didban.stop()
-    return figures(baseline, checks1 - checks0, t1 - t0, cpu1 - cpu0)
+    return figures(baseline, window)
 
 
 INTERLEAVED_SETTLE, INTERLEAVED_TURN = 1.5, 6.0  # s: after a SIGCONT, then measured
@@ -244,10 +247,11 @@ def interleaved_rounds(farm_port: int, args: argparse.Namespace, keepalive: bool
     return rounds
 
 
-def figures(baseline: dict[str, Any], checks: float, seconds: float, cpu_seconds: float) -> dict[str, float]:
+def figures(baseline: dict[str, Any], window: dict[str, Any]) -> dict[str, float]:
     """Both clients' checks/s and CPU seconds per check over a round's window."""
+    checks = window["checks"]
     return {"bare_rps": float(baseline["rps"]), "bare_cpu": float(baseline["cpu_s_per_1000"]) / 1000,
-            "rps": checks / seconds, "cpu": cpu_seconds / checks if checks else float("nan")}
+            "rps": checks / window["seconds"], "cpu": window["cpu_seconds"] / checks if checks else float("nan")}
 
 
 def scale_run(farm_port: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -258,16 +262,14 @@ def scale_run(farm_port: int, args: argparse.Namespace, folder: Path) -> dict[st
     didban = Running(config, db, web_port, keepalive=args.scale_keepalive == "on")
     startup = didban.wait_started(120)
     time.sleep(35)  # the jitter spreads the first round over one interval: measure from the second
-    checks0, lag0 = didban.metrics()
-    time.sleep(args.scale_seconds)
-    checks1, lag1 = didban.metrics()
+    window = didban.window(args.scale_seconds)
     rss = didban.peak_rss_mib()
     stored = didban.stop()
     requests = farm_requests(farm_port) - requests0
     checks_run = int(didban.stopped_line.split("engine stopped: ", 1)[1].split(" checks run", 1)[0])
     return {"services": args.scale_services, "keepalive": args.scale_keepalive, "startup_s": startup,
-            "lag_p99": lag_p99(lag0, lag1),
-            "rate": (checks1 - checks0) / args.scale_seconds, "rss_mib": rss, "checks": checks_run,
+            "lag_p99": lag_p99(window["lag_before"], window["lag_after"]),
+            "rate": window["checks"] / window["seconds"], "rss_mib": rss, "checks": checks_run,
             "stored": stored, "farm_requests": requests, "config_mib": config.stat().st_size / (1 << 20)}
 
 
