@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from collector.journal import Journal
@@ -55,6 +56,7 @@ from store.contract import Batch, FeedSource, OutageChange, Store, StoreUnavaila
 
 log = logging.getLogger("didban.collector")
 
+_TIME = attrgetter("ts_ms")
 EventHandler = Callable[[OutageEvent], Awaitable[None] | None]
 _T = TypeVar("_T")
 
@@ -383,7 +385,7 @@ class Collector:
     def _derive(self, items: list[ProbeResult]) -> Batch:
         """Advance the online outage state with a batch of results (in time order)."""
         batch = Batch(results=items)
-        items = sorted(items, key=lambda r: r.ts_ms)
+        items = sorted(items, key=_TIME)
         for result in items:
             by_location = self._trackers.setdefault(result.service, {})
             tracker = by_location.get(result.location)

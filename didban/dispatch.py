@@ -35,6 +35,15 @@ class ScheduledCheck:
 RunCheck = Callable[[ScheduledCheck, float], Awaitable[None]]  # (the check, when it was due)
 
 
+def next_run(job: ScheduledCheck, due: float, now: float) -> float:
+    """When a check that was due at ``due`` and ended at ``now`` runs next."""
+    following = due + job.interval_s
+    if following > now - job.interval_s:
+        return following
+    # More than a whole interval behind: the runs missed meanwhile are one run, now's slot.
+    return job.anchor + math.floor((now - job.anchor) / job.interval_s) * job.interval_s
+
+
 class Dispatcher:
     def __init__(self, run: RunCheck, workers: int, clock: Callable[[], float]) -> None:
         self._run, self._workers, self._clock = run, workers, clock
@@ -90,14 +99,6 @@ class Dispatcher:
         if due < self._wake_at and self._wake is not None and not self._wake.done():
             self._wake.set_result(None)  # the dispatcher sleeps past this one: wake it now
 
-    def _next_run(self, job: ScheduledCheck, due: float) -> float:
-        following = due + job.interval_s
-        now = self._clock()
-        if following > now - job.interval_s:
-            return following
-        # More than a whole interval behind: the runs missed meanwhile are one run, now's slot.
-        return job.anchor + math.floor((now - job.anchor) / job.interval_s) * job.interval_s
-
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         heap, ready, idle = self._heap, self._ready, self._idle
@@ -113,9 +114,12 @@ class Dispatcher:
                     ready.append((due, job))
             self._wake_at = heap[0][0] if heap else math.inf
             self._wake = loop.create_future()
-            timer = loop.call_later(min(self._wake_at - now, 60.0), _settle, self._wake)
+            # Nothing scheduled (every check running or waiting to): only a push wakes it, no timer is set
+            # and cancelled.
+            timer = loop.call_later(min(self._wake_at - now, 60.0), _settle, self._wake) if heap else None
             await self._wake
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
     async def _work(self) -> None:
         task = asyncio.current_task()
@@ -135,7 +139,14 @@ class Dispatcher:
             finally:
                 self._busy.discard(task)
                 if not self._stopping:
-                    self._push(self._next_run(job, due), job)
+                    now = self._clock()
+                    following = next_run(job, due, now)
+                    if following <= now and not idle:
+                        # Due already (an overloaded engine): behind the others that wait, without waking
+                        # the dispatcher to move it there (a task step per check).
+                        ready.append((following, job))
+                    else:
+                        self._push(following, job)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

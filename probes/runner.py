@@ -180,16 +180,9 @@ async def run_check(
         if not passed and status is Status.UP:
             status, error = Status.DOWN, failure_class
             detail = condition.check(facts).description[:_DETAIL_LIMIT]
-    result = ProbeResult(
-        service=check.service,
-        location=location,
-        ts_ms=ts_ms,
-        status=status,
-        latency_ms=round(latency_ms, 3),
-        error=error.value if error is not None else None,
-        detail=detail,
-        http_status=facts.status or None,
-        cert_days_left=(round((facts.certificate_not_after_ms - ts_ms) / 86_400_000, 3)
-                        if facts.certificate_not_after_ms else None),
-    )
+    not_after = facts.certificate_not_after_ms
+    # Positional: nine keyword arguments took 0.7 µs against 0.3, once per check.
+    result = ProbeResult(check.service, location, ts_ms, status, round(latency_ms, 3),
+                         error.value if error is not None else None, detail, facts.status or None,
+                         round((not_after - ts_ms) / 86_400_000, 3) if not_after else None)
     return CheckOutcome(result, facts, tuple(outcomes))

@@ -96,6 +96,7 @@ class SqlStore:
                     self._db.execute("SELECT service, location, horizon_ms FROM horizons").fetchall()}
         # Assigned together once all is read: a failed reload leaves the previous caches whole.
         self._keys, self._ids, self._latest, self._horizons = keys, ids, latest, horizons
+        self._pairs: dict[str, dict[str, tuple[int, int]]] = {}  # service → location → their keys
         self._latest_dirty: set[tuple[int, int]] = set()
         self._latest_flushed = time.monotonic()
         self._locations: dict[int, set[int]] | None = None  # service → its locations, built when first asked
@@ -113,7 +114,15 @@ class SqlStore:
         return key
 
     def _keys_of(self, result: ProbeResult) -> tuple[int, int]:
-        return self._key("services", result.service), self._key("locations", result.location)
+        """(service key, location key): two lookups of strings, once per result stored."""
+        by_location = self._pairs.get(result.service)
+        if by_location is None:
+            by_location = self._pairs[result.service] = {}
+        pair = by_location.get(result.location)
+        if pair is None:
+            pair = by_location[result.location] = (self._key("services", result.service),
+                                                   self._key("locations", result.location))
+        return pair
 
     def _ident(self, table: str, key: int) -> str:
         ident = self._ids.get((table, key))
