@@ -53,14 +53,14 @@ class CheckSeries(Collector):
         self.checks: dict[tuple[str, str], int] = {}  # (status, error) → checks
         self.latency = Buckets(LATENCY_BOUNDS)
         self.lag = Buckets(LAG_BOUNDS)
-        self.latest: dict[str, tuple[int, float]] = {}  # service → (verdict, when its latest check ran)
+        self.latest: dict[str, ProbeResult] = {}  # service → its latest result (read at a scrape, not per check)
         self.month: dict[str, float] = {}  # service → month-to-date availability, from the settlement
 
     def observe(self, result: ProbeResult, lag_seconds: float | None) -> None:
         outcome = (result.status.value, result.error or "")
         self.checks[outcome] = self.checks.get(outcome, 0) + 1
         self.latency.observe(result.latency_ms / 1000)
-        self.latest[result.service] = (_VERDICT[outcome[0]], result.ts_ms / 1000)
+        self.latest[result.service] = result
         if lag_seconds is not None:
             self.lag.observe(lag_seconds)
 
@@ -79,9 +79,9 @@ class CheckSeries(Collector):
         latest, month = dict(self.latest), dict(self.month)  # a copy, one block each: the loop keeps writing
         families = (
             ("didban_service_up", "Latest verdict per service: 1 up, 0 down, -1 unknown",
-             ((service, verdict) for service, (verdict, _) in latest.items())),
+             ((service, _VERDICT[result.status.value]) for service, result in latest.items())),
             ("didban_service_last_check_timestamp_seconds", "When the latest check of a service ran (Unix time)",
-             ((service, ran) for service, (_, ran) in latest.items())),
+             ((service, result.ts_ms / 1000) for service, result in latest.items())),
             ("didban_service_month_availability_percent", "Month-to-date availability per service, as the "
              "settlement computes it (truncated to 2 decimals)", month.items()),
         )
