@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -84,7 +85,7 @@ class Database:
         if whole:
             statement = head + ", ".join([one] * ROWS_PER_INSERT) + conflict
             for start in range(0, whole, ROWS_PER_INSERT):
-                self.execute(statement, [value for row in rows[start:start + ROWS_PER_INSERT] for value in row])
+                self.execute(statement, list(chain.from_iterable(rows[start:start + ROWS_PER_INSERT])))
         if whole < len(rows):
             self.executemany(head + one + conflict, rows[whole:])
 
