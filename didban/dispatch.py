@@ -3,8 +3,9 @@
 Why not one APScheduler job per check: at 5,000 checks a second, APScheduler's own dispatch
 (the job store's updates, next-run arithmetic, events, one task per run) cost about 11 % of the
 engine's time, and each check also waited on a semaphore. Here a check costs a heap push and pop
-and a hand-off to a waiting worker (a deque and a future: 1–2 % less of the core
-than an asyncio.Queue); APScheduler keeps the calendar jobs (month close, retention, notices).
+and a hand-off to a waiting worker (a deque and a future: 1–2 % less of the core than an
+asyncio.Queue); one already due again when it ends (an overloaded engine) goes straight behind the
+others that wait. APScheduler keeps the calendar jobs (month close, retention, notices).
 
 The rules are the scheduler's: runs are ``anchor + k × interval``; a service never has two checks
 at once (its next run is scheduled when its check ends); a run more than a whole interval late is
