@@ -41,6 +41,8 @@ class ProbeContext:
     wants: frozenset[str] = field(default_factory=frozenset)
     # The checks' timeouts, on one timer for all of them.
     deadlines: Deadlines = field(default_factory=Deadlines)
+    # False: every HTTP request through ClientSession.request (``probes.http_client`` says why not by default).
+    direct_http: bool = True
     _variants: dict[frozenset[str], ProbeContext] = field(default_factory=dict, repr=False)
 
     def wanting(self, wants: frozenset[str]) -> ProbeContext:
@@ -49,7 +51,8 @@ class ProbeContext:
             return self
         variant = self._variants.get(wants)
         if variant is None:
-            variant = self._variants[wants] = ProbeContext(self.http, self.resolver, wants, self.deadlines)
+            variant = self._variants[wants] = ProbeContext(self.http, self.resolver, wants, self.deadlines,
+                                                           self.direct_http)
         return variant
 
 

@@ -13,6 +13,7 @@ from core.config import HttpProbeConfig
 from core.model import ErrorClass
 from probes.base import ProbeContext, ProbeFailure
 from probes.conditions import CheckFacts, json_eval
+from probes.http_client import open_response
 from probes.tls import handshake
 
 _CHUNK = 64 * 1024
@@ -35,17 +36,14 @@ def _url(text: str) -> URL:
 
 
 async def probe(target: HttpProbeConfig, context: ProbeContext) -> CheckFacts:
-    async with context.http.request(
-        target.method,
-        _url(target.url),
-        headers=target.headers,
-        data=target.body.encode() if target.body is not None else None,
-        ssl=True if target.verify_tls else False,
-        allow_redirects=target.max_redirects > 0,
-        max_redirects=max(target.max_redirects, 1),
-    ) as response:
+    response = await open_response(context.http, target.method, _url(target.url), target.headers,
+                                   target.body.encode() if target.body is not None else None, target.verify_tls,
+                                   target.max_redirects, context.direct_http)
+    try:
         body = await _read_capped(response, target.max_body_bytes)
         status = response.status
+    finally:
+        response.release()
     ip, certificate_ms = "", 0
     if "[CERTIFICATE_EXPIRATION]" in context.wants and response.url.scheme == "https":
         # aiohttp releases the connection with the body, so the certificate is

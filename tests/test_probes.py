@@ -29,13 +29,16 @@ def probe(**fields: Any) -> Any:
     return TypeAdapter(ProbeConfig).validate_python(fields)
 
 
-@pytest.fixture
-async def check() -> AsyncIterator[Callable[..., Awaitable[CheckOutcome]]]:
+# Every probe test runs twice: HTTP requests sent straight over the session's connector (the engine's
+# way) and through ClientSession.request (probes.http_client): both must give the same verdicts.
+@pytest.fixture(params=["direct", "session"])
+async def check(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Awaitable[CheckOutcome]]]:
     session = make_session(8, keepalive=False)
+    context = ProbeContext(session, direct_http=request.param == "direct")
 
     async def run(target: Any, conditions: list[str] | None = None, timeout: float = 3.0) -> CheckOutcome:
         compiled = compile_check("svc", [target], conditions or [], timeout)
-        return await run_check(compiled, ProbeContext(session), "test", explain=True)
+        return await run_check(compiled, context, "test", explain=True)
 
     yield run
     await session.close()
@@ -94,6 +97,8 @@ async def make_target(aiohttp_server: Any) -> Any:
 HTTP_ROWS = [
     # (path, extra probe fields, conditions, expected (status, error))
     ("/", {}, [], ("up", None)),
+    ("/", {"method": "HEAD"}, [], ("up", None)),
+    ("/", {"method": "HEAD", "keyword": "سامانه"}, [], ("down", "content")),  # a HEAD answer has no body
     ("/503", {}, [], ("down", "http_status")),
     ("/503", {"expect_status": [503]}, [], ("up", None)),
     ("/", {"expect_status": [201]}, [], ("down", "http_status")),
@@ -180,6 +185,109 @@ async def test_garbage_instead_of_http_is_a_protocol_error(check: Any) -> None:
     async with RawServer(garbage) as server:
         outcome = await check(probe(type="http", url=f"http://127.0.0.1:{server.port}/"))
     assert verdict(outcome) == ("down", "protocol")
+
+
+async def test_both_ways_of_sending_make_the_same_request() -> None:
+    heads: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+
+    session = make_session(8, keepalive=False)
+    try:
+        async with RawServer(record) as server:
+            target = probe(type="http", url=f"http://127.0.0.1:{server.port}/path?q=1", headers={"X-Token": "abc"})
+            for direct in (True, False):
+                outcome = await run_check(compile_check("svc", [target], [], 3.0),
+                                          ProbeContext(session, direct_http=direct), "test")
+                assert verdict(outcome) == ("up", None), outcome.result.detail
+    finally:
+        await session.close()
+    assert len(heads) == 2 and heads[0] == heads[1], heads
+    assert heads[0].startswith(b"GET /path?q=1 HTTP/1.1\r\n")
+    assert b"User-Agent: Didban/" in heads[0] and b"X-Token: abc" in heads[0]
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_tried_again_not_charged() -> None:
+    """A server that closes an idle kept-alive connection just as the next check reuses it: the check
+    is sent once more on a new connection, as ClientSession.request does, and the service is up."""
+    answered = []
+
+    async def one_answer_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")  # keep-alive, by HTTP/1.1's default
+        await writer.drain()
+        answered.append(1)
+        await reader.readuntil(b"\r\n\r\n")  # the next request on this connection: closed unanswered
+
+    session = make_session(8, keepalive=True)
+    try:
+        async with RawServer(one_answer_per_connection) as server:
+            target = probe(type="http", url=f"http://127.0.0.1:{server.port}/")
+            for direct in (True, False):
+                context = ProbeContext(session, direct_http=direct)
+                for _ in range(2):
+                    outcome = await run_check(compile_check("svc", [target], [], 3.0), context, "test")
+                    assert verdict(outcome) == ("up", None), (direct, outcome.result.detail)
+    finally:
+        await session.close()
+    assert len(answered) == 4
+
+
+async def test_a_redirect_is_followed_by_aiohttps_rules(aiohttp_server: Any) -> None:
+    hits = {"/old": 0, "/new": 0}
+
+    async def old(request: web.Request) -> web.Response:
+        hits["/old"] += 1
+        raise web.HTTPSeeOther("/new")
+
+    async def new(request: web.Request) -> web.Response:
+        hits["/new"] += 1
+        return web.Response(text="صفحه تازه")
+
+    app = web.Application()
+    app.router.add_get("/old", old)
+    app.router.add_get("/new", new)
+    server = await aiohttp_server(app)
+    session = make_session(8, keepalive=True)
+    try:
+        target = probe(type="http", url=str(server.make_url("/old")), keyword="صفحه تازه")
+        for _ in range(3):
+            outcome = await run_check(compile_check("svc", [target], [], 3.0), ProbeContext(session), "test")
+            assert verdict(outcome) == ("up", None), outcome.result.detail
+    finally:
+        await session.close()
+    # The first check met the redirect on the direct path and was sent again through the session; from then
+    # on the session follows it.
+    assert hits == {"/old": 4, "/new": 3}
+
+
+async def test_if_aiohttp_changes_its_request_classes_checks_go_through_the_session(
+        aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import aiohttp
+
+    from probes import http_client
+
+    class ChangedRequest:  # what a future aiohttp with another signature would raise
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise TypeError("__init__() got an unexpected keyword argument 'session'")
+
+    monkeypatch.setattr(http_client, "_direct_works", True)
+    monkeypatch.setattr(aiohttp, "ClientRequest", ChangedRequest)
+    server = await make_target(aiohttp_server)
+    session = make_session(8, keepalive=False)
+    try:
+        target = probe(type="http", url=str(server.make_url("/")), keyword="سامانه فعال")
+        for _ in range(2):
+            outcome = await run_check(compile_check("svc", [target], [], 3.0), ProbeContext(session), "test")
+            assert verdict(outcome) == ("up", None), outcome.result.detail
+    finally:
+        await session.close()
+    assert not http_client._direct_works
+    assert [r.message for r in caplog.records if "ClientSession from now on" in r.message] != []
+    assert len([r for r in caplog.records if "ClientSession from now on" in r.message]) == 1
 
 
 # -- TLS ----------------------------------------------------------------------------
