@@ -50,7 +50,9 @@ async def open_response(session: aiohttp.ClientSession, method: str, url: URL, h
             log.warning("aiohttp %s does not take requests the way this Didban sends them (%s); every check's "
                         "request goes through its ClientSession from now on", aiohttp.__version__, exc)
         else:
-            if max_redirects == 0 or response.status not in _REDIRECTS or "Location" not in response.headers:
+            answer = response.headers  # aiohttp reads a redirect's target from either header
+            followed = max_redirects > 0 and response.status in _REDIRECTS and ("Location" in answer or "URI" in answer)
+            if not followed:
                 return response
             response.release()
             _redirecting.add(url)

@@ -264,6 +264,25 @@ async def test_a_redirect_is_followed_by_aiohttps_rules(aiohttp_server: Any) -> 
     assert hits == {"/old": 4, "/new": 3}
 
 
+async def test_a_redirect_in_lower_case_or_without_a_target(check: Any) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"GET /a "):
+            writer.write(b"HTTP/1.1 302 Found\r\nlocation: /b\r\ncontent-length: 0\r\nConnection: close\r\n\r\n")
+        elif head.startswith(b"GET /nowhere "):  # a redirect with no target is the answer itself
+            writer.write(b"HTTP/1.1 301 Moved\r\ncontent-length: 4\r\nConnection: close\r\n\r\ngone")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nConnection: close\r\n\r\nfinal")
+        await writer.drain()
+
+    async with RawServer(answer) as server:
+        followed = await check(probe(type="http", url=f"http://127.0.0.1:{server.port}/a", keyword="final"))
+        kept = await check(probe(type="http", url=f"http://127.0.0.1:{server.port}/nowhere", expect_status=[301],
+                                 keyword="gone"))
+    assert verdict(followed) == ("up", None), followed.result.detail
+    assert verdict(kept) == ("up", None), kept.result.detail
+
+
 async def test_if_aiohttp_changes_its_request_classes_checks_go_through_the_session(
         aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import aiohttp
