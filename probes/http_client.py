@@ -74,11 +74,11 @@ async def _send_direct(session: aiohttp.ClientSession, method: str, url: URL, he
         request = aiohttp.ClientRequest(method, url, headers=merged, data=data, loop=loop, session=session,
                                         ssl=verify_tls)
         connection = await connector.connect(request, [], session.timeout)
-        protocol = connection.protocol
-        assert protocol is not None
-        protocol.set_response_params(skip_payload=method == "HEAD", read_until_eof=True,
-                                     auto_decompress=session.auto_decompress, read_bufsize=_SESSION_READ_BUFSIZE)
         try:
+            protocol = connection.protocol
+            assert protocol is not None
+            protocol.set_response_params(skip_payload=method == "HEAD", read_until_eof=True,
+                                         auto_decompress=session.auto_decompress, read_bufsize=_SESSION_READ_BUFSIZE)
             response = await request.send(connection)
             try:
                 await response.start(connection)
