@@ -10,6 +10,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import dnslib
 import pytest
 import trustme
@@ -42,6 +43,24 @@ async def check(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., A
 
     yield run
     await session.close()
+
+
+@pytest.fixture
+async def session_of() -> AsyncIterator[Callable[[bool], aiohttp.ClientSession]]:
+    """HTTP sessions as the engine makes them (keep-alive or not), closed after the test."""
+    opened: list[aiohttp.ClientSession] = []
+
+    def make(keepalive: bool) -> aiohttp.ClientSession:
+        opened.append(make_session(8, keepalive=keepalive))
+        return opened[-1]
+
+    yield make
+    for session in opened:
+        await session.close()
+
+
+async def check_once(session: aiohttp.ClientSession, target: Any, direct: bool = True) -> CheckOutcome:
+    return await run_check(compile_check("svc", [target], [], 3.0), ProbeContext(session, direct_http=direct), "test")
 
 
 def verdict(outcome: CheckOutcome) -> tuple[str, str | None]:
@@ -187,7 +206,7 @@ async def test_garbage_instead_of_http_is_a_protocol_error(check: Any) -> None:
     assert verdict(outcome) == ("down", "protocol")
 
 
-async def test_both_ways_of_sending_make_the_same_request() -> None:
+async def test_both_ways_of_sending_make_the_same_request(session_of: Any) -> None:
     heads: list[bytes] = []
 
     async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -195,22 +214,18 @@ async def test_both_ways_of_sending_make_the_same_request() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
         await writer.drain()
 
-    session = make_session(8, keepalive=False)
-    try:
-        async with RawServer(record) as server:
-            target = probe(type="http", url=f"http://127.0.0.1:{server.port}/path?q=1", headers={"X-Token": "abc"})
-            for direct in (True, False):
-                outcome = await run_check(compile_check("svc", [target], [], 3.0),
-                                          ProbeContext(session, direct_http=direct), "test")
-                assert verdict(outcome) == ("up", None), outcome.result.detail
-    finally:
-        await session.close()
+    session = session_of(False)
+    async with RawServer(record) as server:
+        target = probe(type="http", url=f"http://127.0.0.1:{server.port}/path?q=1", headers={"X-Token": "abc"})
+        for direct in (True, False):
+            outcome = await check_once(session, target, direct)
+            assert verdict(outcome) == ("up", None), outcome.result.detail
     assert len(heads) == 2 and heads[0] == heads[1], heads
     assert heads[0].startswith(b"GET /path?q=1 HTTP/1.1\r\n")
     assert b"User-Agent: Didban/" in heads[0] and b"X-Token: abc" in heads[0]
 
 
-async def test_a_kept_alive_connection_the_server_closed_is_tried_again_not_charged() -> None:
+async def test_a_kept_alive_connection_the_server_closed_is_tried_again_not_charged(session_of: Any) -> None:
     """A server that closes an idle kept-alive connection just as the next check reuses it: the check
     is sent once more on a new connection, as ClientSession.request does, and the service is up."""
     answered = []
@@ -222,21 +237,17 @@ async def test_a_kept_alive_connection_the_server_closed_is_tried_again_not_char
         answered.append(1)
         await reader.readuntil(b"\r\n\r\n")  # the next request on this connection: closed unanswered
 
-    session = make_session(8, keepalive=True)
-    try:
-        async with RawServer(one_answer_per_connection) as server:
-            target = probe(type="http", url=f"http://127.0.0.1:{server.port}/")
-            for direct in (True, False):
-                context = ProbeContext(session, direct_http=direct)
-                for _ in range(2):
-                    outcome = await run_check(compile_check("svc", [target], [], 3.0), context, "test")
-                    assert verdict(outcome) == ("up", None), (direct, outcome.result.detail)
-    finally:
-        await session.close()
+    session = session_of(True)
+    async with RawServer(one_answer_per_connection) as server:
+        target = probe(type="http", url=f"http://127.0.0.1:{server.port}/")
+        for direct in (True, False):
+            for _ in range(2):
+                outcome = await check_once(session, target, direct)
+                assert verdict(outcome) == ("up", None), (direct, outcome.result.detail)
     assert len(answered) == 4
 
 
-async def test_a_redirect_is_followed_by_aiohttps_rules(aiohttp_server: Any) -> None:
+async def test_a_redirect_is_followed_by_aiohttps_rules(aiohttp_server: Any, session_of: Any) -> None:
     hits = {"/old": 0, "/new": 0}
 
     async def old(request: web.Request) -> web.Response:
@@ -251,14 +262,11 @@ async def test_a_redirect_is_followed_by_aiohttps_rules(aiohttp_server: Any) -> 
     app.router.add_get("/old", old)
     app.router.add_get("/new", new)
     server = await aiohttp_server(app)
-    session = make_session(8, keepalive=True)
-    try:
-        target = probe(type="http", url=str(server.make_url("/old")), keyword="صفحه تازه")
-        for _ in range(3):
-            outcome = await run_check(compile_check("svc", [target], [], 3.0), ProbeContext(session), "test")
-            assert verdict(outcome) == ("up", None), outcome.result.detail
-    finally:
-        await session.close()
+    session = session_of(True)
+    target = probe(type="http", url=str(server.make_url("/old")), keyword="صفحه تازه")
+    for _ in range(3):
+        outcome = await check_once(session, target)
+        assert verdict(outcome) == ("up", None), outcome.result.detail
     # The first check met the redirect on the direct path and was sent again through the session; from then
     # on the session follows it.
     assert hits == {"/old": 4, "/new": 3}
@@ -284,9 +292,8 @@ async def test_a_redirect_in_lower_case_or_without_a_target(check: Any) -> None:
 
 
 async def test_if_aiohttp_changes_its_request_classes_checks_go_through_the_session(
-        aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import aiohttp
-
+        aiohttp_server: Any, session_of: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     from probes import http_client
 
     class ChangedRequest:  # what a future aiohttp with another signature would raise
@@ -296,16 +303,12 @@ async def test_if_aiohttp_changes_its_request_classes_checks_go_through_the_sess
     monkeypatch.setattr(http_client, "_direct_works", True)
     monkeypatch.setattr(aiohttp, "ClientRequest", ChangedRequest)
     server = await make_target(aiohttp_server)
-    session = make_session(8, keepalive=False)
-    try:
-        target = probe(type="http", url=str(server.make_url("/")), keyword="سامانه فعال")
-        for _ in range(2):
-            outcome = await run_check(compile_check("svc", [target], [], 3.0), ProbeContext(session), "test")
-            assert verdict(outcome) == ("up", None), outcome.result.detail
-    finally:
-        await session.close()
+    session = session_of(False)
+    target = probe(type="http", url=str(server.make_url("/")), keyword="سامانه فعال")
+    for _ in range(2):
+        outcome = await check_once(session, target)
+        assert verdict(outcome) == ("up", None), outcome.result.detail
     assert not http_client._direct_works
-    assert [r.message for r in caplog.records if "ClientSession from now on" in r.message] != []
     assert len([r for r in caplog.records if "ClientSession from now on" in r.message]) == 1
 
 

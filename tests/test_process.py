@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from store.sql_store import SqliteStore
+from tests.conftest import RawServer
 from tests.test_engine import Target, wait_for
 
 SERVICES = ("portal", "payments")
@@ -196,6 +197,39 @@ async def test_check_and_status_of_configured_services(site: tuple[Target, Path,
     assert rows["portal"]["last_check"].startswith("14") and rows["portal"]["stale"] is False
     code, table, _ = await run("status", "--config", str(config), "--db", str(db))
     assert "payments" in table and "outage OT-" in table
+
+
+async def test_kept_alive_connections_a_server_closes_and_a_redirect_charge_nothing(tmp_path: Path) -> None:
+    """`didban run --keepalive` against a server that closes each connection 0.3 s after its answer (an
+    idle timeout shorter than the interval), one service behind a redirect: every stored result is `up`."""
+    answered = {"/portal": 0, "/payments": 0}
+
+    async def idle_timeout(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.3)
+            except (TimeoutError, asyncio.IncompleteReadError):
+                return  # idle too long (closed by the server) or closed by Didban
+            path = head.split(b" ")[1].decode()
+            answered[path] += 1
+            if path == "/payments":
+                writer.write(b"HTTP/1.1 302 Found\r\nLocation: /portal\r\nContent-Length: 0\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")  # keep-alive: HTTP/1.1's default
+            await writer.drain()
+
+    config, db = tmp_path / "config.yaml", tmp_path / "didban.sqlite"
+    async with RawServer(idle_timeout) as server:
+        write_config(config, f"http://127.0.0.1:{server.port}")
+        code, _, err = await run("run", "--config", str(config), "--db", str(db), "--keepalive", "--duration", "5")
+    assert code == 0, err
+    stored = {service: count(db, "SELECT count(*) FROM results r JOIN services s ON s.key = r.service "
+                                 f"WHERE s.id = '{service}'") for service in SERVICES}
+    assert min(stored.values()) >= 3, stored
+    # The redirect is followed: /portal is asked by its own checks and by each of payments' (the last may be
+    # cut by the stop).
+    assert answered["/portal"] >= stored["portal"] + stored["payments"] - 1, (answered, stored)
+    assert count(db, "SELECT count(*) FROM results WHERE status != 0") == 0  # 0: up
 
 
 async def test_demo_monitors_the_seed_agencies_with_the_production_engine(tmp_path: Path) -> None:
